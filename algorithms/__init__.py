@@ -1,0 +1,1 @@
+"""Algorithm modules; each is one file plus one YAML in ``configs/algo/``."""

@@ -1,0 +1,335 @@
+"""Atari 100k on ale-py, in the two protocols the literature uses, plus the human-normalization tables.
+
+Both protocols drive ``ALE/<Game>-v5`` (minimal action set) with the ALE's own frame skip set to 1 and its
+own sticky actions off; frame skipping, sticky actions, pooling and resizing happen in
+:class:`AtariProtocolEnv`, one pass per agent step straight on the ALE interface.
+
+``atari100k-<game>`` -- STORM's protocol (``specs/world_models.md`` §A.2), label ``atari100k-storm``:
+
+* sticky actions with p = 0.25 (the v5 default), per emulator frame, with the ALE's semantics: before each
+  frame a uniform draw ``u`` from the env's ``np_random``; if ``u >= p`` the requested action becomes the
+  executed one, else the previously executed action repeats; the executed action is NOOP after a reset.
+  (Implemented here rather than in the ALE because ``cloneState`` does not save the ALE's previous
+  action, which would break exact resume; the distribution is the ALE's.);
+* each agent step repeats the action for 4 frames, sums the raw rewards, and returns the pixel-wise max of
+  the last 2 frames (the single frame if the episode ended after one frame);
+* 210x160x3 RGB -> 64x64x3 RGB with area interpolation (OpenCV ``INTER_AREA`` semantics, the resize
+  gymnasium 0.29's ``ResizeObservation`` used; :func:`area_resize`). Observations are uint8 HWC
+  ``(64, 64, 3)``;
+* no no-op starts, no reward clipping, no frame stacking;
+* episodes are capped at 108,000 frames (27,000 agent steps), reported as ``truncated``;
+* a life loss does not end the episode; ``info["life_loss"]`` flags it (STORM ORs it into the stored
+  termination bit; that is the regime's business). ``info["lives"]`` has the lives left.
+
+``atari-spr-<game>`` -- the SPR / DER protocol (``specs/world_models.md`` Part B, SPR defaults), label
+``atari100k-spr``:
+
+* no sticky actions; 1..30 no-op frames after every full reset (uniform, the env's ``np_random``; the
+  gymnasium ``AtariPreprocessing`` / baselines convention);
+* frame skip 4 with max-pool of the last 2 frames; grayscale (the ALE's luminance) resized to 84x84 with
+  area interpolation; the last 4 frames stacked -> uint8 ``(4, 84, 84)`` (gymnasium's
+  ``FrameStackObservation``, padded with the reset frame);
+* ``training=True`` (for collecting replay) clips rewards to their sign and ends an episode on a life
+  loss. After such a life-loss end, ``reset()`` (without a seed) continues the same game from its current
+  frame -- the dopamine / DQN convention -- and only a game over (or a ``seed``) resets the emulator.
+  ``training=False`` (the default, for evaluation) returns raw scores and game-over episodes.
+  ``info["raw_reward"]`` always has the unclipped reward;
+* the same 108,000-frame cap.
+
+gymnasium's ``AtariPreprocessing`` would do the SPR preprocessing but needs OpenCV, which rlkit does not
+depend on; :class:`AtariProtocolEnv` does the same steps in numpy.
+
+Every reset's info carries ``info["protocol"]``; :func:`protocol_of` maps names to labels and
+:data:`PROTOCOLS` lists each protocol's settings.
+
+Scores: ``ATARI_RANDOM_SCORES`` / ``ATARI_HUMAN_SCORES`` are the standard Atari 100k reference table (the
+one used by SimPLe, DER, SPR, IRIS and STORM; ``specs/world_models.md`` §A.12, checked there against a
+third-party copy). Human-normalized score = (score - random) / (human - random).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+
+from rlkit.errors import EnvError, choices_hint
+from rlkit.evaluation.scores import ATARI_HUMAN, ATARI_RANDOM, atari_key
+
+gym.register_envs(ale_py)
+
+ATARI100K_GAMES: tuple[str, ...] = (
+    "alien", "amidar", "assault", "asterix", "bank_heist", "battle_zone", "boxing", "breakout",
+    "chopper_command", "crazy_climber", "demon_attack", "freeway", "frostbite", "gopher", "hero",
+    "jamesbond", "kangaroo", "krull", "kung_fu_master", "ms_pacman", "pong", "private_eye", "qbert",
+    "road_runner", "seaquest", "up_n_down",
+)
+
+# One table for the whole suite lives in rlkit.evaluation.scores; here it is keyed by rlkit game names.
+ATARI_RANDOM_SCORES: dict[str, float] = {g: ATARI_RANDOM[atari_key(g)] for g in ATARI100K_GAMES}
+ATARI_HUMAN_SCORES: dict[str, float] = {g: ATARI_HUMAN[atari_key(g)] for g in ATARI100K_GAMES}
+
+MAX_EPISODE_FRAMES = 108_000
+
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "atari100k-storm": {
+        "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.25, "frame_skip": 4,
+        "max_pool_last": 2, "noop_max": 0, "observation": "rgb uint8 (64, 64, 3) HWC, area resize",
+        "frame_stack": 1, "clip_rewards": False, "terminal_on_life_loss": False,
+        "max_episode_frames": MAX_EPISODE_FRAMES, "source": "specs/world_models.md A.2 (STORM)",
+    },
+    "atari100k-spr": {
+        "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.0, "frame_skip": 4,
+        "max_pool_last": 2, "noop_max": 30, "observation": "grayscale uint8 (4, 84, 84), area resize",
+        "frame_stack": 4, "clip_rewards": "training only", "terminal_on_life_loss": "training only",
+        "max_episode_frames": MAX_EPISODE_FRAMES, "source": "specs/world_models.md B.4 (SPR defaults)",
+    },
+}
+
+_PREFIXES = {"atari100k-": "atari100k-storm", "atari-spr-": "atari100k-spr"}
+
+
+def protocol_of(name: str) -> str:
+    """The protocol label of an env name: ``atari100k-pong`` -> ``atari100k-storm``."""
+    low = name.lower()
+    for prefix, label in _PREFIXES.items():
+        if low.startswith(prefix):
+            return label
+    raise EnvError(f"'{name}' is not an Atari env name; use 'atari100k-<game>' or 'atari-spr-<game>'")
+
+
+def game_of(name: str) -> str:
+    """The rlkit game name of an env name: ``atari-spr-ms_pacman`` -> ``ms_pacman``."""
+    low = name.lower()
+    for prefix in _PREFIXES:
+        if low.startswith(prefix):
+            return low[len(prefix):]
+    return low
+
+
+def ale_id(game: str) -> str:
+    """``ms_pacman`` -> ``ALE/MsPacman-v5``; ``up_n_down`` -> ``ALE/UpNDown-v5``."""
+    return "ALE/" + "".join(part.capitalize() for part in game.split("_")) + "-v5"
+
+
+def human_normalized_score(game: str, score: float) -> float:
+    """``(score - random) / (human - random)`` with the Atari 100k reference table."""
+    if game not in ATARI_HUMAN_SCORES:
+        raise EnvError(f"no human/random reference score for '{game}'; choose one of "
+                       f"{choices_hint(ATARI_HUMAN_SCORES)}")
+    random = ATARI_RANDOM_SCORES[game]
+    return (score - random) / (ATARI_HUMAN_SCORES[game] - random)
+
+
+# --- area resize --------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=16)
+def area_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse 1-D area-resampling weights: ``out[i] = sum_k w[i, k] * in[idx[i, k]]``.
+
+    Output cell ``i`` covers the source interval ``[i s, (i + 1) s)`` with ``s = in_size / out_size``; a
+    source pixel's weight is its overlap with that interval divided by the cell width (slivers under 1e-3
+    pixel are dropped, as OpenCV's ``INTER_AREA`` does). Rows sum to 1.
+    """
+    scale = in_size / out_size
+    rows: list[list[tuple[int, float]]] = []
+    for i in range(out_size):
+        lo, hi = i * scale, (i + 1) * scale
+        width = min(scale, in_size - lo)
+        first, last = int(np.ceil(lo)), int(np.floor(hi))
+        last = min(last, in_size - 1)
+        first = min(first, last)
+        row = []
+        if first - lo > 1e-3:
+            row.append((first - 1, (first - lo) / width))
+        row.extend((j, 1.0 / width) for j in range(first, last))
+        if hi - last > 1e-3:
+            row.append((last, min(min(hi - last, 1.0), width) / width))
+        rows.append(row)
+    k = max(len(r) for r in rows)
+    idx = np.zeros((out_size, k), np.int64)
+    w = np.zeros((out_size, k), np.float32)
+    for i, row in enumerate(rows):
+        for j, (src, weight) in enumerate(row):
+            idx[i, j], w[i, j] = src, weight
+    return idx, w
+
+
+def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-interpolated downscale of a uint8 ``(H, W)`` or ``(H, W, C)`` image.
+
+    Separable: each output pixel is the mean of the source area it covers (fractional pixels weighted by
+    coverage), i.e. OpenCV's ``resize(..., interpolation=INTER_AREA)`` for downscaling, including its
+    rounding (half to even, or half up when both scale factors are integers, where OpenCV averages
+    whole blocks in fixed point).
+    """
+    in_h, in_w = image.shape[:2]
+    h_idx, h_w = area_weights(in_h, height)
+    w_idx, w_w = area_weights(in_w, width)
+    # Width first, then height, summed in float32: OpenCV's order, so ties round identically.
+    if image.ndim == 3:
+        cols = np.einsum("hwkc,wk->hwc", image[:, w_idx], w_w)  # (H, width, C) float32
+        out = np.einsum("hkwc,hk->hwc", cols[h_idx], h_w)       # (height, width, C)
+    else:
+        cols = np.einsum("hwk,wk->hw", image[:, w_idx], w_w)
+        out = np.einsum("hkw,hk->hw", cols[h_idx], h_w)
+    if in_h % height == 0 and in_w % width == 0:
+        out = np.floor(out + 0.5)
+    else:
+        out = np.rint(out)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# --- the protocol wrapper -----------------------------------------------------------------------------
+
+class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Frame skip + max-pool, sticky actions, no-op starts, life-loss handling, grayscale, area resize.
+
+    Wraps an ``ALE/<Game>-v5`` env made with ``frameskip=1`` and ``repeat_action_probability=0``. See the
+    module docstring for the semantics of each option; ``protocol`` is reported in ``info["protocol"]``.
+    """
+
+    def __init__(self, env: gym.Env, *, protocol: str, frame_skip: int = 4,
+                 repeat_action_probability: float = 0.25, noop_max: int = 0, grayscale: bool = False,
+                 size: int = 64, clip_rewards: bool = False, terminal_on_life_loss: bool = False) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, protocol=protocol, frame_skip=frame_skip,
+            repeat_action_probability=repeat_action_probability, noop_max=noop_max, grayscale=grayscale,
+            size=size, clip_rewards=clip_rewards,
+            terminal_on_life_loss=terminal_on_life_loss)
+        gym.Wrapper.__init__(self, env)
+        ale = env.unwrapped.ale
+        if ale.getFloat("repeat_action_probability") != 0.0 or env.unwrapped._frameskip != 1:
+            raise EnvError("AtariProtocolEnv needs the ALE made with frameskip=1 and "
+                           "repeat_action_probability=0")
+        self.protocol = protocol
+        self.frame_skip = int(frame_skip)
+        self.repeat_action_probability = float(repeat_action_probability)
+        self.noop_max = int(noop_max)
+        self.grayscale, self.size = grayscale, int(size)
+        self.clip_rewards, self.terminal_on_life_loss = clip_rewards, terminal_on_life_loss
+        self._action_set = env.unwrapped._action_set
+        self._noop = ale_py.Action.NOOP
+        h, w = ale.getScreenDims()
+        screen = (h, w) if grayscale else (h, w, 3)
+        self._screens = [np.zeros(screen, np.uint8), np.zeros(screen, np.uint8)]
+        shape = (self.size, self.size) if grayscale else (self.size, self.size, 3)
+        self.observation_space = gym.spaces.Box(0, 255, shape=shape, dtype=np.uint8)
+        # dynamic state (saved by get_rlkit_state)
+        self._executed = self._noop
+        self._lives = 0
+        self._game_over = True
+        self._last_obs = np.zeros(shape, np.uint8)
+
+    @property
+    def ale(self) -> ale_py.ALEInterface:
+        return self.env.unwrapped.ale
+
+    def _grab(self, slot: int) -> None:
+        if self.grayscale:
+            self.ale.getScreenGrayscale(self._screens[slot])
+        else:
+            self.ale.getScreenRGB(self._screens[slot])
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        return area_resize(frame, self.size, self.size)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None,
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is None and not self._game_over:  # after a life-loss end (training): keep playing
+            info = {"protocol": self.protocol, "lives": self._lives, "soft_reset": True}
+            return self._last_obs.copy(), info
+        _, info = self.env.reset(seed=seed, options=options)
+        self._executed = self._noop
+        if self.noop_max > 0:
+            rng = self.env.unwrapped.np_random
+            for _ in range(int(rng.integers(1, self.noop_max + 1))):
+                self.ale.act(self._noop)
+                if self.ale.game_over():
+                    self.env.reset(options=options)
+        self._grab(0)
+        self._lives = self.ale.lives()
+        self._game_over = False
+        self._last_obs = self._resize(self._screens[0])
+        info = {**info, "protocol": self.protocol, "lives": self._lives}
+        return self._last_obs.copy(), info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        requested = self._action_set[int(action)]
+        ale, p = self.ale, self.repeat_action_probability
+        rng = self.env.unwrapped.np_random
+        reward, frames, terminated, truncated = 0.0, 0, False, False
+        for i in range(self.frame_skip):
+            if p == 0.0 or rng.random() >= p:
+                self._executed = requested
+            reward += ale.act(self._executed)
+            self._grab(i % 2)
+            frames += 1
+            terminated = ale.game_over(with_truncation=False)
+            truncated = ale.game_truncated()
+            if terminated or truncated:
+                break
+        last = self._screens[(frames - 1) % 2]
+        frame = last if frames == 1 else np.maximum(self._screens[0], self._screens[1])
+        self._last_obs = self._resize(frame)
+        lives = ale.lives()
+        life_loss = lives < self._lives
+        self._lives = lives
+        self._game_over = terminated or truncated
+        info = {"lives": lives, "life_loss": life_loss, "raw_reward": reward, "frames": frames,
+                "episode_frame_number": ale.getEpisodeFrameNumber()}
+        if self.terminal_on_life_loss:
+            terminated = terminated or life_loss
+        out_reward = float(np.sign(reward)) if self.clip_rewards else reward
+        return self._last_obs.copy(), out_reward, bool(terminated), bool(truncated), info
+
+    # --- exact-resume state (envs.state); the ALE itself is saved by the AtariEnv layer --------------
+    def get_rlkit_state(self) -> dict[str, Any]:
+        # The screen buffers are rewritten before they are read in every step, so they are not saved.
+        return {"executed": self._executed.value, "lives": self._lives, "game_over": self._game_over,
+                "last_obs": self._last_obs.copy()}
+
+    def set_rlkit_state(self, state: dict[str, Any]) -> None:
+        self._executed = ale_py.Action(state["executed"])
+        self._lives, self._game_over = state["lives"], state["game_over"]
+        self._last_obs = state["last_obs"].copy()
+
+
+def _base_env(name: str, **kwargs: Any) -> gym.Env:
+    game = game_of(name)
+    options = {"frameskip": 1, "repeat_action_probability": 0.0, "full_action_space": False,
+               "max_num_frames_per_episode": MAX_EPISODE_FRAMES, "disable_env_checker": True, **kwargs}
+    try:
+        return gym.make(ale_id(game), **options)
+    except gym.error.Error as exc:
+        raise EnvError(f"unknown Atari game '{game}' in '{name}' ({exc}); the Atari 100k games are "
+                       f"{choices_hint(ATARI100K_GAMES)}") from exc
+
+
+def make_atari100k(name: str, *, repeat_action_probability: float = 0.25, **kwargs: Any) -> AtariProtocolEnv:
+    """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards).
+
+    ``repeat_action_probability`` is exposed for tests and ablations; the protocol value is 0.25.
+    """
+    return AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-storm", frame_skip=4,
+                            repeat_action_probability=repeat_action_probability, noop_max=0,
+                            grayscale=False, size=64)
+
+
+def make_atari_spr(name: str, *, training: bool = False, clip_rewards: bool | None = None,
+                   terminal_on_life_loss: bool | None = None, noop_max: int = 30, frame_stack: int = 4,
+                   **kwargs: Any) -> gym.Env:
+    """``atari-spr-<game>``: the SPR / DER protocol (84x84 grayscale, 4-stack, no sticky, no-op starts).
+
+    ``training=True`` turns on reward clipping and life-loss-as-terminal (each can be set on its own); the
+    default ``training=False`` is the evaluation form (raw scores, game-over episodes).
+    """
+    base = AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-spr", frame_skip=4,
+                            repeat_action_probability=0.0, noop_max=noop_max, grayscale=True, size=84,
+                            clip_rewards=training if clip_rewards is None else clip_rewards,
+                            terminal_on_life_loss=training if terminal_on_life_loss is None
+                            else terminal_on_life_loss)
+    return gym.wrappers.FrameStackObservation(base, frame_stack)

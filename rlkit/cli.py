@@ -1,0 +1,259 @@
+"""The ``rlkit`` command line.
+
+    rlkit train algo=NAME env=NAME [key=value ...]     train one run (Hydra overrides)
+    rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib launcher)
+    rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy
+    rlkit list [algos|envs|samplers]                    registered options with descriptions
+    rlkit report RUN_DIR [RUN_DIR ...]                  aggregate runs into tables and curves
+
+Bad input (unknown option or key, bad value, missing or malformed file, corrupt checkpoint) prints one
+line to stderr and exits with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from rlkit.errors import RlkitError
+
+TRAIN_HELP = """\
+usage: rlkit train [-m] [--debug] [--cfg] [KEY=VALUE ...]
+
+Train one run, composed from configs/: algo=NAME env=NAME sampler=NAME plus any overrides.
+
+common overrides:
+  seed=INT                 random seed (default 0)
+  device=auto|cpu|cuda     where to train (default auto)
+  train.steps=INT          gradient steps (offline) or agent steps (online)
+  train.batch_size=INT     minibatch size
+  eval.interval=INT        steps between evaluations (0: final only)
+  eval.episodes=INT        episodes per evaluation
+  run_dir=PATH             where the run is written (default runs/<env>/<algo>/seed<seed>-<time>)
+  resume=true              continue the newest checkpoint in run_dir, bit for bit on CPU
+  algo.<param>=VALUE       any algorithm hyperparameter (see configs/algo/<name>.yaml)
+
+options:
+  -m, --multirun           sweep comma-separated values (seed=0,1,2) with the joblib launcher
+  --cfg                    print the composed config and exit
+  --debug                  show Python tracebacks
+
+examples:
+  rlkit train algo=sac env=pendulum
+  rlkit train algo=td3bc env=hopper-medium train.steps=100000 seed=1
+  rlkit train -m algo=iql env=hopper-medium seed=0,1,2
+  rlkit list
+"""
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    return "--debug" in argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _dispatch(argv)
+    except RlkitError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"rlkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        print("\nrun `rlkit COMMAND --help` for the options of a command")
+        return 0
+    command, rest = argv[0], argv[1:]
+    commands: dict[str, Callable[[list[str]], int]] = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "list": cmd_list,
+        "report": cmd_report,
+    }
+    for name, target in (("data", "rlkit.data.cli:cmd_data"), ("diagnose", "rlkit.diagnostics.cli:cmd_diagnose")):
+        module, func = target.split(":")
+        try:
+            commands[name] = getattr(importlib.import_module(module), func)
+        except ImportError:
+            continue
+    if command not in commands:
+        raise RlkitError(f"unknown command '{command}'; choose one of: {', '.join(commands)}")
+    return commands[command](rest)
+
+
+# ---------------------------------------------------------------------------- train
+def cmd_train(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print(TRAIN_HELP)
+        return 0
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    show_cfg = "--cfg" in args
+    overrides = [a for a in args if a not in ("-m", "--multirun", "--cfg")]
+    bad = [a for a in overrides if a.startswith("-")]
+    if bad:
+        raise RlkitError(f"unknown option '{bad[0]}' for `rlkit train`; see `rlkit train --help`")
+    if multirun:
+        return _multirun(overrides)
+    from rlkit.config import compose, to_yaml
+
+    cfg = compose(overrides)
+    if show_cfg:
+        print(to_yaml(cfg))
+        return 0
+    from rlkit import trainer
+
+    summary = trainer.run(cfg)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    score = summary.get("final_normalized_score")
+    text = (f"rlkit: {summary['algo']} on {summary['env']} seed {summary['seed']}: "
+            f"{summary['steps']} steps in {summary['wall_time_s']:.0f}s, final return "
+            f"{summary['final_return']:.2f}")
+    if score is not None:
+        text += f", normalized score {score:.2f}"
+    print(text + f" -> {summary.get('run_dir')}", file=sys.stderr)
+
+
+def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """Expand comma/range sweeps into the list of per-job override lists (Hydra's grammar)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise RlkitError(f"cannot parse the overrides: {str(exc).splitlines()[0]}") from exc
+    axes = []
+    for ov in parsed:
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            axes.append([f"{key}={ov.get_value_element_as_str()}"])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def _multirun(overrides: list[str]) -> int:
+    from rlkit.config import compose
+
+    jobs = _sweep_jobs(overrides)
+    for job in jobs:  # validate every combination before launching anything
+        compose(job)
+    print(f"rlkit: launching {len(jobs)} runs", file=sys.stderr)
+    import hydra
+
+    from rlkit.config import config_dir
+
+    saved = sys.argv
+    sys.argv = ["rlkit", "--multirun", *overrides]
+    try:
+        hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_hydra_job)()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _hydra_job(cfg) -> dict | None:
+    """One job of a Hydra multirun (runs in a joblib worker)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from rlkit import trainer
+    from rlkit.config import finalize
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+        if not cfg.run_dir:
+            cfg.run_dir = hc.runtime.output_dir
+    try:
+        cfg = finalize(cfg, overrides)
+        summary = trainer.run(cfg)
+        _print_summary(summary)
+        return summary
+    except RlkitError as exc:
+        print(f"rlkit: error in job {hc.job.num} ({' '.join(overrides)}): {exc}", file=sys.stderr)
+        return None
+
+
+# ---------------------------------------------------------------------------- eval
+def cmd_eval(args: list[str]) -> int:
+    parser = ArgumentParser(prog="rlkit eval", description="Re-evaluate a saved policy.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval.episodes)")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest in RUN_DIR)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
+    parser.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    ns = _parse(parser, args)
+    from rlkit.reeval import reevaluate
+
+    result = reevaluate(ns.run_dir, episodes=ns.episodes, checkpoint=ns.checkpoint, device=ns.device,
+                        seed=ns.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- list
+def cmd_list(args: list[str]) -> int:
+    parser = ArgumentParser(prog="rlkit list", description="List algorithms, envs and samplers.")
+    parser.add_argument("what", nargs="?", choices=("algos", "envs", "samplers"), default=None)
+    ns = _parse(parser, args)
+    from rlkit.config import group_descriptions
+
+    sections = {"algos": "algo", "envs": "env", "samplers": "sampler"}
+    for title, group in sections.items():
+        if ns.what and ns.what != title:
+            continue
+        descriptions = group_descriptions(group)
+        print(f"{title} ({group}=NAME):")
+        width = max((len(n) for n in descriptions), default=0)
+        for name, desc in descriptions.items():
+            print(f"  {name:<{width}}  {desc}")
+        print()
+    return 0
+
+
+# ---------------------------------------------------------------------------- report
+def cmd_report(args: list[str]) -> int:
+    parser = ArgumentParser(prog="rlkit report",
+                                     description="Aggregate runs (summary.json) into tables and curves.")
+    parser.add_argument("run_dirs", nargs="+", help="run directories, or directories that contain runs")
+    parser.add_argument("--out", default=None, help="output directory (default: the first argument)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    ns = _parse(parser, args)
+    from rlkit.evaluation.report import build_report
+
+    text = build_report(ns.run_dirs, out_dir=ns.out, reps=ns.reps)
+    print(text)
+    return 0
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one RlkitError line instead of usage + exit."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise RlkitError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
+    return parser.parse_args(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Config composition: Hydra groups under ``configs/`` turned into one validated ``DictConfig``.
+
+``compose(overrides)`` builds ``config.yaml`` + ``algo/<name>.yaml`` + ``env/<name>.yaml`` +
+``sampler/<name>.yaml`` with the user's overrides, then
+
+1. applies the algorithm's per-environment-family defaults (``algo.per_family.<family>``, e.g. IQL's
+   AntMaze expectile) to every key the user did not set on the command line,
+2. checks every value whose default in ``config.yaml`` has a type against that type, and the few
+   enumerated keys against their choices.
+
+Any problem becomes a :class:`~rlkit.errors.ConfigError` with one line naming the key and the valid
+choices; Hydra's own multi-line messages never reach the user.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from rlkit.errors import ConfigError, choices_hint
+
+GROUPS = ("algo", "env", "sampler")
+ENUMS = {
+    "device": ("auto", "cpu", "cuda"),
+    "regime": (None, "offline", "online", "offline_to_online", "pretrain", "finetune"),
+}
+#: keys that may differ between a checkpoint's config and the resumed run's config
+RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval.episodes", "debug",
+                  "checkpoint", "hydra")
+
+
+def config_dir() -> Path:
+    """The ``configs/`` directory: ``$RLKIT_CONFIG_DIR``, the source checkout, or the installed package."""
+    if os.environ.get("RLKIT_CONFIG_DIR"):
+        return Path(os.environ["RLKIT_CONFIG_DIR"]).resolve()
+    here = Path(__file__).resolve().parent.parent / "configs"
+    if (here / "config.yaml").exists():
+        return here
+    import importlib.util
+
+    spec = importlib.util.find_spec("configs")
+    if spec and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    raise ConfigError("cannot find rlkit's configs/ directory; reinstall with `pip install -e .`")
+
+
+def group_options(group: str) -> list[str]:
+    """Names of the YAML files of a config group (``algo``, ``env``, ``sampler``)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def group_descriptions(group: str) -> dict[str, str]:
+    """``{name: one-line description}`` of every option of a group (what ``rlkit list`` prints)."""
+    out = {}
+    for name in group_options(group):
+        raw = OmegaConf.load(config_dir() / group / f"{name}.yaml")
+        node = raw.get(group, raw) if isinstance(raw, DictConfig) else {}
+        desc = node.get("description", "") if isinstance(node, DictConfig) else ""
+        out[name] = " ".join(str(desc).split())
+    return out
+
+
+def _group_choice(overrides: list[str], group: str) -> str | None:
+    for ov in overrides:
+        m = re.fullmatch(rf"\+?{group}=(.*)", ov)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _user_keys(overrides: list[str]) -> set[str]:
+    keys = set()
+    for ov in overrides:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        keys.add(key)
+    return keys
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    for group in GROUPS:
+        choice = _group_choice(overrides, group)
+        if choice is None or "," in choice:  # sweeps are checked per job
+            continue
+        options = group_options(group)
+        if choice not in options:
+            close = difflib.get_close_matches(choice, options, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown {group} '{choice}'{hint}; choose one of: {choices_hint(options)}")
+
+
+def _translate_hydra_error(exc: Exception, overrides: list[str]) -> ConfigError:
+    msg = str(exc)
+    m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
+    if m:
+        key = m.group(1)
+        return ConfigError(f"unknown config key '{key}'{_suggest_key(key)}; use '+{key}=VALUE' to add a new "
+                           "key, or `rlkit train --cfg job` to see all keys")
+    m = re.search(r"Could not find '([^']+)'", msg)
+    if m:
+        path = m.group(1)
+        group = path.split("/")[0]
+        return ConfigError(f"unknown {group} '{path.split('/', 1)[-1]}'; choose one of: "
+                           f"{choices_hint(group_options(group)) if group in GROUPS else '?'}")
+    if "mismatched input" in msg or "no viable alternative" in msg or "extraneous input" in msg:
+        return ConfigError(f"cannot parse the overrides {' '.join(overrides)}: write them as key=value "
+                           "(quote values with spaces)")
+    first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+    return ConfigError(f"bad configuration: {first}")
+
+
+def _suggest_key(key: str) -> str:
+    try:
+        base = OmegaConf.load(config_dir() / "config.yaml")
+    except Exception:  # pragma: no cover - config dir broken
+        return ""
+    flat = list(_flatten(OmegaConf.to_container(base, resolve=False)).keys())
+    close = difflib.get_close_matches(key, flat, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == "defaults":
+                continue
+            out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
+    """Compose and validate the run config from command-line style overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = list(overrides)
+    _check_group_choices(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra raises several exception types with multi-line messages
+        raise _translate_hydra_error(exc, overrides) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    return finalize(cfg, overrides)
+
+
+def finalize(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Apply per-family algorithm defaults and validate types (also used for Hydra multirun jobs)."""
+    apply_family_defaults(cfg, _user_keys(overrides))
+    validate(cfg)
+    return cfg
+
+
+def apply_family_defaults(cfg: DictConfig, user_keys: set[str]) -> None:
+    """Merge ``algo.per_family[env.family]`` into ``algo`` for keys the user did not override."""
+    family = OmegaConf.select(cfg, "env.family")
+    per_family = OmegaConf.select(cfg, "algo.per_family")
+    if not family or per_family is None or family not in per_family:
+        return
+    with open_dict(cfg):
+        for key, value in _flatten(OmegaConf.to_container(per_family[family], resolve=False)).items():
+            if f"algo.{key}" not in user_keys:
+                OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check enumerated keys and the types of every key that has a typed default in ``config.yaml``."""
+    for key, choices in ENUMS.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"bad value for '{key}': {value!r}; choose one of: "
+                              f"{', '.join(str(c) for c in choices)}")
+    base = _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
+    for key, default in base.items():
+        if default is None or isinstance(default, str) and "${" in default:
+            continue
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if value is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(f"bad value for '{key}': {value!r} is not a {type(default).__name__} "
+                              f"(default {default!r})")
+    for key in ("train.steps", "train.batch_size", "eval.episodes"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, int) and value <= 0:
+            raise ConfigError(f"bad value for '{key}': {value}; it must be a positive integer")
+    if OmegaConf.select(cfg, "eval.interval") is not None and cfg.eval.interval < 0:
+        raise ConfigError("bad value for 'eval.interval': it must be >= 0 (0 disables periodic evaluation)")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def config_fingerprint(cfg: DictConfig | dict) -> tuple[str, dict[str, Any]]:
+    """A hash of the parts of the config that must match for a checkpoint to be resumed, and those parts."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig | ListConfig) else cfg
+    flat = _flatten(data)
+    kept = {k: v for k, v in flat.items()
+            if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
+    blob = json.dumps(kept, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16], kept
+
+
+def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = set(a) | set(b)
+    return sorted(k for k in keys if a.get(k) != b.get(k))

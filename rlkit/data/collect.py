@@ -1,0 +1,239 @@
+"""Local dataset collection in the D4RL hdf5 layout.
+
+``rlkit data collect env=hopper-medium`` rolls out a behaviour policy on the gymnasium v5 env and
+writes the same file layout D4RL ships (one row per environment step, episodes contiguous,
+``terminals`` for true terminations, ``timeouts`` on the last row of an episode cut by the time limit),
+so the file goes through exactly the same q-learning transform as a downloaded one.
+
+Behaviour policies, by D4RL level:
+
+* ``random``        -- uniform random actions;
+* ``medium``        -- rlkit's own SAC stopped when its evaluation return first reached about one third of
+  the D4RL expert reference (the D4RL recipe), shipped in ``rlkit/data/policies/<task>-medium.pt``;
+* ``expert``        -- the same SAC run at the end of its budget (``<task>-expert.pt``);
+* ``medium-replay`` -- the replay buffer of that run up to the medium policy
+  (``<task>-medium-replay.hdf5``, shipped as collected);
+* ``medium-expert`` -- the medium and expert datasets concatenated.
+
+Actions are sampled from the stochastic policy, as D4RL did.  ``policy=RUN_DIR`` collects with any
+rlkit run's newest checkpoint instead.  Collected files are cached under ``$RLKIT_DATA/collected`` and
+reused; their provenance (``source: collected``, policy, return statistics) travels into every run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.data.dataset import Dataset
+from rlkit.data.hdf5 import write_d4rl
+from rlkit.errors import ConfigError, DatasetError
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+DEFAULT_STEPS = int(os.environ.get("RLKIT_COLLECT_STEPS", 200_000))
+_ID = re.compile(r"^(hopper|halfcheetah|walker2d|ant)-(.+?)(?:-v\d+)?$")
+
+
+def parse_dataset_id(dataset_id: str) -> tuple[str, str]:
+    """``hopper-medium-replay-v2`` -> ``("hopper", "medium-replay")``."""
+    m = _ID.match(dataset_id.lower())
+    if not m or m.group(2) not in LEVELS:
+        raise ConfigError(f"cannot collect '{dataset_id}' locally: expected <task>-<level> with task in "
+                          f"hopper/halfcheetah/walker2d/ant and level in {', '.join(LEVELS)}")
+    return m.group(1), m.group(2)
+
+
+def collected_dir() -> Path:
+    from rlkit.data.sources import data_dir
+
+    return data_dir() / "collected"
+
+
+# ---------------------------------------------------------------------------------------- policies
+class BehaviourPolicy:
+    """A stochastic policy loaded from a shipped ``.pt`` file or a run directory's newest checkpoint."""
+
+    def __init__(self, algo, description: dict[str, Any]) -> None:
+        self.algo, self.description = algo, description
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.algo.act(obs, None, deterministic=False)[0]
+
+
+def _build_from_algo_config(algo_cfg: dict[str, Any], env) -> Any:
+    from omegaconf import OmegaConf
+
+    from rlkit.regimes.base import build_algorithm
+
+    cfg = OmegaConf.create({"algo": algo_cfg})
+    return build_algorithm(cfg, env.single_observation_space, env.single_action_space, torch.device("cpu"))
+
+
+def load_policy(source: str | Path, env) -> BehaviourPolicy:
+    """A policy from a shipped file (``{"algo_config", "actor", ...}``) or an rlkit run directory."""
+    from omegaconf import OmegaConf
+
+    from rlkit.checkpoint import latest_checkpoint, load_checkpoint
+
+    source = Path(source)
+    if source.is_dir():
+        cfg = OmegaConf.load(source / "config.yaml")
+        ckpt = latest_checkpoint(source / "checkpoints")
+        if ckpt is None:
+            raise ConfigError(f"run '{source}' has no checkpoint to collect with")
+        algo = _build_from_algo_config(OmegaConf.to_container(cfg.algo, resolve=True), env)
+        algo.load_state_dict(load_checkpoint(ckpt)["algo"])
+        return BehaviourPolicy(algo, {"policy": str(ckpt)})
+    if not source.is_file():
+        raise DatasetError(f"behaviour policy '{source}' does not exist")
+    payload = torch.load(source, map_location="cpu", weights_only=False)
+    algo = _build_from_algo_config(payload["algo_config"], env)
+    algo.actor.load_state_dict(payload["actor"])
+    info = {k: v for k, v in payload.items() if k not in ("actor", "algo_config")}
+    return BehaviourPolicy(algo, {"policy": source.name, **info})
+
+
+def export_policy(algo, algo_config: dict[str, Any], path: Path, **info: Any) -> Path:
+    """Save an algorithm's actor in the shipped-policy format (atomic)."""
+    import io
+
+    from rlkit.utils import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save({"algo_config": algo_config, "actor": algo.actor.state_dict(), **info}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------------------------------- rollouts
+def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> dict[str, np.ndarray]:
+    """``steps`` environment steps of ``policy`` (None: uniform random) in D4RL row order."""
+    import envs
+
+    venv = envs.make_vector(env_name, num_envs, autoreset=True)
+    rng = np.random.default_rng(seed)
+    space = venv.single_action_space
+    obs, _ = venv.reset(seed=seed)
+    per_env: list[dict[str, list]] = [_empty() for _ in range(num_envs)]
+    out = _empty()
+    done_steps = 0
+    torch.manual_seed(seed)
+    while done_steps < steps:
+        if policy is None:
+            action = rng.uniform(space.low, space.high, size=(num_envs, *space.shape)).astype(np.float32)
+        else:
+            action = policy(obs)
+        next_obs, reward, terminated, truncated, _ = venv.step(action)
+        for i in range(num_envs):
+            ep = per_env[i]
+            ep["observations"].append(obs[i])
+            ep["actions"].append(action[i])
+            ep["rewards"].append(reward[i])
+            ep["terminals"].append(bool(terminated[i]))
+            ep["timeouts"].append(bool(truncated[i] and not terminated[i]))
+            if terminated[i] or truncated[i]:
+                _append(out, ep)
+                per_env[i] = _empty()
+        obs = next_obs
+        done_steps += num_envs
+    for ep in per_env:  # unfinished episodes close with a timeout on their last row
+        if ep["rewards"]:
+            ep["timeouts"][-1] = True
+            _append(out, ep)
+    venv.close()
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    return {k: v[:steps] if len(v) > steps else v for k, v in _trim(arrays, steps).items()}
+
+
+def _empty() -> dict[str, list]:
+    return {"observations": [], "actions": [], "rewards": [], "terminals": [], "timeouts": []}
+
+
+def _append(out: dict[str, list], ep: dict[str, list]) -> None:
+    for key in out:
+        out[key].extend(ep[key])
+
+
+def _trim(arrays: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+    if len(arrays["rewards"]) <= steps:
+        return arrays
+    trimmed = {k: v[:steps].copy() for k, v in arrays.items()}
+    if not trimmed["terminals"][-1]:
+        trimmed["timeouts"][-1] = True
+    return trimmed
+
+
+def episode_returns(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return np.array([arrays["rewards"][s:e + 1].sum() for s, e in zip(starts, ends)])
+
+
+# ---------------------------------------------------------------------------------------- datasets
+def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, policy: str | None = None,
+                    out: str | Path | None = None, num_envs: int = 8) -> Path:
+    """Collect ``dataset_id`` locally and write it in the D4RL layout; returns the file path."""
+    task, level = parse_dataset_id(dataset_id)
+    out = Path(out) if out else collected_dir() / f"{task}-{level}-{steps}-seed{seed}.hdf5"
+    if level == "medium-replay" and policy is None:
+        shipped = POLICY_DIR / f"{task}-medium-replay.hdf5"
+        if not shipped.exists():
+            raise DatasetError(f"no shipped medium-replay buffer for {task}; train one with "
+                               f"`python -m rlkit.data.behaviour {task}` or use another level")
+        from rlkit.data.hdf5 import read_raw
+
+        raw = read_raw(shipped)
+        arrays = {k: raw[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+        prov = {"policy": shipped.name, "level": level}
+    elif level == "medium-expert" and policy is None:
+        parts = [collect_to_file(f"{task}-{lv}", steps // 2, seed + i, None, None, num_envs)
+                 for i, lv in enumerate(("medium", "expert"))]
+        from rlkit.data.hdf5 import read_raw
+
+        raws = [read_raw(p) for p in parts]
+        arrays = {k: np.concatenate([r[k] for r in raws]) for k in
+                  ("observations", "actions", "rewards", "terminals", "timeouts")}
+        prov = {"policy": "medium + expert", "level": level, "parts": [p.name for p in parts]}
+    else:
+        import envs as env_registry
+
+        behaviour = None
+        prov = {"policy": "uniform random", "level": level}
+        if level != "random" or policy is not None:
+            probe = env_registry.make_vector(task, 1)
+            source = Path(policy) if policy else POLICY_DIR / f"{task}-{level}.pt"
+            if not policy and not source.exists():
+                raise DatasetError(f"no shipped {level} behaviour policy for {task} ({source.name}); "
+                                   "pass policy=RUN_DIR or choose another level")
+            behaviour = load_policy(source, probe)
+            probe.close()
+            prov = {**behaviour.description, "level": level}
+        print(f"rlkit: collecting {steps} steps of {task}-{level} ({prov['policy']})", file=sys.stderr)
+        arrays = rollout(task, behaviour, steps, seed, num_envs)
+    rets = episode_returns(arrays)
+    provenance = {
+        "source": "collected", "id": dataset_id, "task": task, "seed": seed, "steps": int(len(arrays["rewards"])),
+        "episode_return_mean": float(rets.mean()), "episode_return_std": float(rets.std()),
+        "episodes": int(len(rets)), **prov,
+    }
+    write_d4rl(out, **arrays, metadata={"algorithm": "rlkit-collect", "policy": str(prov["policy"])},
+               provenance=provenance, compression="gzip")
+    return out
+
+
+def collect_for_fallback(dataset_id: str) -> Dataset:
+    """The ``collect`` hook of ``rlkit.data.load``: reuse or create the cached local collection."""
+    from rlkit.data.sources import load
+
+    task, level = parse_dataset_id(dataset_id)
+    cached = collected_dir() / f"{task}-{level}-{DEFAULT_STEPS}-seed0.hdf5"
+    if not cached.exists():
+        collect_to_file(dataset_id, DEFAULT_STEPS, 0, None, cached)
+    return load(dataset_id, source="file", path=str(cached))

@@ -1,0 +1,88 @@
+"""The one evaluation loop of rlkit.
+
+Episodes run on a gymnasium vector env without autoreset; episode ``j`` of every evaluation is reset
+with seed ``seed + j``, so successive evaluations of a run see the same start states (common random
+numbers) and a re-evaluation with ``rlkit eval`` reproduces them.  The policy acts deterministically by
+default.  Torch's global RNG is forked, so evaluating never changes the training random stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.evaluation.scores import normalize
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+    normalized: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def return_mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def normalized_mean(self) -> float | None:
+        return None if self.normalized is None else float(np.mean(self.normalized))
+
+    def metrics(self, prefix: str = "eval/") -> dict[str, float]:
+        out = {
+            f"{prefix}return_mean": self.return_mean,
+            f"{prefix}return_std": float(np.std(self.returns)),
+            f"{prefix}return_min": float(np.min(self.returns)),
+            f"{prefix}return_max": float(np.max(self.returns)),
+            f"{prefix}length_mean": float(np.mean(self.lengths)),
+            f"{prefix}episodes": float(len(self.returns)),
+        }
+        if self.normalized is not None:
+            out[f"{prefix}normalized_score"] = self.normalized_mean
+            out[f"{prefix}normalized_std"] = float(np.std(self.normalized))
+        return out
+
+
+def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool = True,
+             score_table: str | None = None, score_task: str | None = None) -> EvalResult:
+    """Run ``episodes`` full episodes of ``algo`` on the sub-envs of ``env`` (autoreset disabled)."""
+    n = env.num_envs
+    returns = np.zeros(episodes, dtype=np.float64)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    episode_of = np.full(n, -1, dtype=np.int64)
+    first = min(n, episodes)
+    episode_of[:first] = np.arange(first)
+    next_episode = first
+    seeds = [seed + int(j) if j >= 0 else None for j in episode_of]
+    devices = [algo.device] if getattr(algo, "device", torch.device("cpu")).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        obs, _ = env.reset(seed=seeds)
+        state = None
+        while (episode_of >= 0).any():
+            action, state = algo.act(obs, state, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            active = episode_of >= 0
+            returns[episode_of[active]] += reward[active]
+            lengths[episode_of[active]] += 1
+            done = (terminated | truncated) & active
+            if not done.any():
+                continue
+            reset_seeds: list[int | None] = [None] * n
+            for i in np.flatnonzero(done):
+                if next_episode < episodes:
+                    episode_of[i] = next_episode
+                    reset_seeds[i] = seed + next_episode
+                    next_episode += 1
+                else:
+                    episode_of[i] = -1
+            new_obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": done})
+            obs = np.where(done.reshape(-1, *([1] * (obs.ndim - 1))), new_obs, obs)
+            if hasattr(algo, "reset_state"):
+                state = algo.reset_state(state, done)
+    normalized = normalize(score_table, score_task, returns) if score_table else None
+    return EvalResult(returns=returns, lengths=lengths, normalized=normalized)

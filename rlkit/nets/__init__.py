@@ -1,0 +1,17 @@
+"""Shared networks: MLPs (optionally LayerNorm'd), stacked ensembles, distribution heads, encoders,
+and the causal transformer used by the world models."""
+
+from rlkit.nets.distributions import TanhGaussian, TanhGaussianHead
+from rlkit.nets.mlp import MLP, EnsembleLinear, EnsembleMLP, QEnsemble, polyak_update
+from rlkit.nets.normalizer import Normalizer
+
+__all__ = [
+    "MLP",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "Normalizer",
+    "QEnsemble",
+    "TanhGaussian",
+    "TanhGaussianHead",
+    "polyak_update",
+]

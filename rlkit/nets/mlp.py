@@ -1,0 +1,161 @@
+"""Multi-layer perceptrons, stacked ensembles and target-network updates.
+
+``layernorm=True`` places LayerNorm (learnable scale and bias) after every hidden Linear layer and
+before its activation, never on the output layer: the SEEM fix (Yue et al. 2023, section 5.4 of the
+offline spec) that bounds Q-value divergence.
+
+An ensemble of ``E`` MLPs (twin critics, REDQ-style ensembles) is one module whose Linear layers hold
+``(E, in, out)`` weights and run as one batched matrix multiply, instead of ``E`` sequential forwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "mish": nn.Mish,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation '{name}'; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+class MLP(nn.Sequential):
+    """``in -> [Linear -> (LayerNorm) -> act -> (Dropout)] * len(hidden) -> Linear -> out``."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu",
+                 layernorm: bool = False, dropout: float = 0.0, output_scale: float | None = None) -> None:
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for width in hidden:
+            layers.append(nn.Linear(prev, width))
+            if layernorm:
+                layers.append(nn.LayerNorm(width))
+            layers.append(_activation(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            prev = width
+        last = nn.Linear(prev, out_dim)
+        if output_scale is not None:
+            with torch.no_grad():
+                last.weight.mul_(output_scale)
+                last.bias.mul_(output_scale)
+        layers.append(last)
+        super().__init__(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent Linear layers evaluated as one batched matmul: ``(E, B, in) -> (E, B, out)``.
+
+    Each member is initialised like ``nn.Linear`` (uniform in ``±1/sqrt(in)`` for weight and bias), so an
+    ensemble of one matches a plain layer in distribution.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, ensemble_size: int) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.ensemble_size = in_dim, out_dim, ensemble_size
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the same input for every member
+            x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_dim}, out={self.out_dim}, ensemble={self.ensemble_size}"
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the feature axis with a separate scale and bias per ensemble member."""
+
+    def __init__(self, dim: int, ensemble_size: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return x * self.weight + self.bias
+
+
+class EnsembleMLP(nn.Sequential):
+    """``E`` MLPs with identical shapes, stacked: ``(B, in)`` or ``(E, B, in)`` -> ``(E, B, out)``."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size: int,
+                 activation: str = "relu", layernorm: bool = False) -> None:
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for width in hidden:
+            layers.append(EnsembleLinear(prev, width, ensemble_size))
+            if layernorm:
+                layers.append(EnsembleLayerNorm(width, ensemble_size))
+            layers.append(_activation(activation))
+            prev = width
+        layers.append(EnsembleLinear(prev, out_dim, ensemble_size))
+        super().__init__(*layers)
+        self.ensemble_size = ensemble_size
+
+
+class QEnsemble(nn.Module):
+    """``E`` state-action value functions ``Q_k(s, a)``, one batched forward: returns ``(E, B)``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256),
+                 ensemble_size: int = 2, activation: str = "relu", layernorm: bool = False) -> None:
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim + action_dim, hidden, 1, ensemble_size, activation, layernorm)
+        self.ensemble_size = ensemble_size
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+    def member(self, index: int) -> nn.Module:
+        """A functional view of one member, ``(obs, act) -> (B,)`` (used by SEEM on ``Q1``)."""
+        return _EnsembleMember(self, index)
+
+
+class _EnsembleMember(nn.Module):
+    def __init__(self, ensemble: QEnsemble, index: int) -> None:
+        super().__init__()
+        self.ensemble, self.index = ensemble, index
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.ensemble.net:
+            if isinstance(layer, EnsembleLinear):
+                x = x @ layer.weight[self.index] + layer.bias[self.index]
+            elif isinstance(layer, EnsembleLayerNorm):
+                x = nn.functional.layer_norm(x, x.shape[-1:], eps=layer.eps)
+                x = x * layer.weight[self.index] + layer.bias[self.index]
+            else:
+                x = layer(x)
+        return x.squeeze(-1)
+
+
+@torch.no_grad()
+def polyak_update(source: Iterable[torch.Tensor] | nn.Module, target: Iterable[torch.Tensor] | nn.Module,
+                  tau: float) -> None:
+    """``θ_target <- τ θ + (1 - τ) θ_target`` with one fused foreach call (no per-tensor Python loop)."""
+    src = list(source.parameters()) if isinstance(source, nn.Module) else list(source)
+    tgt = list(target.parameters()) if isinstance(target, nn.Module) else list(target)
+    if tau == 1.0:
+        torch._foreach_copy_(tgt, src)
+    else:
+        torch._foreach_lerp_(tgt, src, tau)

@@ -1,0 +1,26 @@
+"""Optimizer construction: Adam with the fastest implementation the device supports (fused kernels on
+CUDA and on CPU in recent PyTorch, else the multi-tensor ``foreach`` path), so no update pays a Python
+loop over parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+
+
+def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 1e-2) -> torch.optim.AdamW:
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

@@ -1,0 +1,315 @@
+"""What every training regime shares: run-directory handling, the step loop with periodic logging,
+evaluation and checkpointing, exact resume, and the run summary.
+
+A regime subclass builds its pieces in ``setup()`` and advances training by one unit in
+``train_step()`` (one gradient step offline, one vector-env step online).  It never knows an
+algorithm's losses; the algorithm never owns a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import envs
+from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.config import config_fingerprint, diff_keys
+from rlkit.errors import CheckpointError, ConfigError
+from rlkit.evaluation.evaluate import EvalResult, evaluate
+from rlkit.logger import MetricAverager, Progress, RunLogger
+from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
+
+META_KEYS = ("name", "description", "per_family", "paper")
+
+
+def build_algorithm(cfg: DictConfig, observation_space, action_space, device: torch.device, **extra):
+    """Instantiate ``cfg.algo`` (its ``_target_`` class) with the env's spaces and the device."""
+    from hydra.utils import get_class
+
+    params = OmegaConf.to_container(cfg.algo, resolve=True)
+    target = params.pop("_target_", None)
+    for key in META_KEYS:
+        params.pop(key, None)
+    if not target:
+        raise ConfigError(f"algo config '{cfg.algo.get('name')}' has no _target_ class")
+    cls = get_class(target)
+    try:
+        return cls(observation_space=observation_space, action_space=action_space, device=device,
+                   **params, **extra)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+            raise ConfigError(f"algorithm {target.rsplit('.', 1)[-1]} has no parameter '{bad}'; "
+                              f"check algo.{bad}") from exc
+        raise
+
+
+def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The env's constructor keywords (``env.kwargs``) as a plain dict."""
+    kwargs = cfg.env.get("kwargs")
+    return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
+
+
+def algorithm_regime(cfg: DictConfig) -> str:
+    from hydra.utils import get_class
+
+    if cfg.get("regime"):
+        return str(cfg.regime)
+    return str(get_class(cfg.algo._target_).regime)
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("rlkit", "torch", "numpy", "gymnasium", "mujoco", "dm_control", "ale-py", "hydra-core"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+class Regime:
+    """Base of the training regimes; subclasses implement ``setup``, ``train_step`` and state hooks."""
+
+    name = "base"
+    #: how many training-step units one call to ``train_step`` advances
+    step_increment = 1
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.step = 0
+        self.best_score: float | None = None
+        self.last_eval: EvalResult | None = None
+        self.provenance: dict[str, Any] | None = None
+        self.averager = MetricAverager()
+        self.eval_env = None
+        self.algo = None
+
+    # ---------------------------------------------------------------- subclass hooks
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def train_step(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def regime_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_regime_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        for env in (self.eval_env,):
+            if env is not None:
+                env.close()
+
+    # ---------------------------------------------------------------- shared pieces
+    def make_eval_env(self):
+        return envs.make_vector(self.cfg.env.id, self.cfg.eval.num_envs, autoreset=False, **env_kwargs(self.cfg))
+
+    def evaluate(self, episodes: int) -> EvalResult:
+        score = self.cfg.env.get("score") or {}
+        seed = 1_000_000 + 1000 * int(self.cfg.seed)
+        return evaluate(self.algo, self.eval_env, episodes, seed=seed, deterministic=self.cfg.eval.deterministic,
+                        score_table=score.get("table"), score_task=score.get("task"))
+
+    def _record_eval(self, result: EvalResult) -> dict[str, float]:
+        self.last_eval = result
+        score = result.normalized_mean if result.normalized is not None else result.return_mean
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+        return result.metrics()
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        fingerprint, flat = config_fingerprint(self.cfg)
+        return {
+            "step": self.step,
+            "regime": self.name,
+            "config_fingerprint": fingerprint,
+            "config_flat": flat,
+            "algo": self.algo.state_dict(),
+            "rng": rng_state(),
+            "regime_state": self.regime_state(),
+            "averager": self.averager.__dict__,
+            "best_score": self.best_score,
+            "last_eval": self.last_eval,
+            "elapsed": self.logger.elapsed,
+        }
+
+    def save(self) -> Path:
+        ckpt_dir = self.run_dir / "checkpoints"
+        return save_checkpoint(checkpoint_path(ckpt_dir, self.step), self.checkpoint_payload(),
+                               keep=self.cfg.checkpoint.keep)
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        fingerprint, flat = config_fingerprint(self.cfg)
+        if payload.get("config_fingerprint") != fingerprint:
+            differing = diff_keys(payload.get("config_flat", {}), flat)
+            raise CheckpointError(
+                f"checkpoint in {self.run_dir} was written by a different configuration (differs in: "
+                f"{', '.join(differing[:8]) or '?'}); resume with the original settings or use a new run_dir"
+            )
+        if payload.get("regime") != self.name:
+            raise CheckpointError(f"checkpoint is from regime '{payload.get('regime')}', not '{self.name}'")
+        try:
+            self.algo.load_state_dict(payload["algo"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint does not match the algorithm's networks: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        self.load_regime_state(payload["regime_state"])
+        set_rng_state(payload["rng"])
+        self.averager.__dict__.update(payload["averager"])
+        self.step = int(payload["step"])
+        self.best_score = payload["best_score"]
+        self.last_eval = payload["last_eval"]
+
+    def probe_batch(self, n: int):
+        """``n`` transitions drawn uniformly with a fixed seed from the replay storage, independent of (and
+        not advancing) the training samplers' RNG: the fixed probe set of diagnostics such as SEEM."""
+        from rlkit.replay import ReplayBuffer, make_sampler
+
+        view = ReplayBuffer(self.buffer.storage, make_sampler("uniform", seed=int(self.cfg.seed) + 4242),
+                            device=self.device)
+        return view.sample(min(n, len(self.buffer)))
+
+    def build_monitor(self):
+        """The diagnostics monitor (SEEM and Q statistics) when ``diagnostics.seem.interval > 0``."""
+        seem = self.cfg.get("diagnostics", {}).get("seem", {})
+        if not seem or int(seem.get("interval", 0)) <= 0:
+            return None
+        from rlkit.diagnostics.monitor import DiagnosticsMonitor
+
+        return DiagnosticsMonitor(self.algo, probe_fn=self.probe_batch, interval=int(seem.interval),
+                                  batch=int(seem.batch))
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.get("num_threads"):
+            torch.set_num_threads(int(cfg.num_threads))
+        seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
+        self.setup()
+        self.monitor = self.build_monitor()
+        resume_payload = None
+        if cfg.resume:
+            ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+            if ckpt is None:
+                raise CheckpointError(f"resume=true but {self.run_dir / 'checkpoints'} holds no checkpoint; "
+                                      "drop resume=true to start a new run")
+            resume_payload = load_checkpoint(ckpt, map_location=self.device)
+            self.restore(resume_payload)
+        self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
+                                resume_step=self.step if resume_payload else None,
+                                elapsed=resume_payload["elapsed"] if resume_payload else 0.0)
+        total = int(cfg.train.steps)
+        log_every, eval_every = int(cfg.train.log_interval), int(cfg.eval.interval)
+        ckpt_every = int(cfg.checkpoint.interval)
+        progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
+        interrupted = False
+        previous_handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        started = time.time()
+        start_step = self.step
+        try:
+            if self.step == 0 and cfg.eval.at_start and eval_every > 0:
+                self.logger.log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
+            while self.step < total:
+                prev = self.step
+                self.averager.add(self.train_step())
+                self.step += self.step_increment
+                if self.monitor is not None:
+                    diag = self.monitor.maybe_run(prev, self.step)
+                    if diag:
+                        self.logger.log(self.step, diag)
+                if _crossed(prev, self.step, log_every):
+                    speed = (self.step - start_step) / max(time.time() - started, 1e-9)
+                    values = self.logger.log(self.step, {**self.averager.pop(), "time/steps_per_s": speed})
+                    self.on_log(values)
+                if eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
+                    metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
+                    self.logger.log(self.step, metrics)
+                if ckpt_every > 0 and _crossed(prev, self.step, ckpt_every) and self.step < total:
+                    self.save()
+                postfix = {}
+                if self.last_eval is not None:
+                    postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
+                                       else self.last_eval.return_mean)
+                progress.update(self.step, **postfix)
+            final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
+            final = self.evaluate(final_episodes)
+            self.logger.log(self.step, self._record_eval(final))
+            self.save()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.save()
+            print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
+                  f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            progress.close()
+            self.logger.close()
+            self.close()
+        summary = self.write_summary(finished=not interrupted)
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def on_log(self, values: dict[str, float]) -> None:
+        """Hook for regimes that react to logged values (diagnostics)."""
+
+    def write_summary(self, finished: bool) -> dict[str, Any]:
+        last = self.last_eval
+        summary = {
+            "algo": self.cfg.algo.get("name"),
+            "env": self.cfg.env.get("name"),
+            "seed": int(self.cfg.seed),
+            "regime": self.name,
+            "finished": finished,
+            "steps": self.step,
+            "wall_time_s": round(self.logger.elapsed, 2),
+            "final_return": last.return_mean if last else None,
+            "final_return_std": float(np.std(last.returns)) if last else None,
+            "final_normalized_score": last.normalized_mean if last else None,
+            "best_score": self.best_score,
+            "score_table": (self.cfg.env.get("score") or {}).get("table"),
+            "final_returns": [float(x) for x in last.returns] if last else [],
+            "dataset_provenance": self.provenance,
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+            "device": str(self.device),
+            "config_fingerprint": config_fingerprint(self.cfg)[0],
+        }
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+
+def _crossed(prev: int, now: int, interval: int) -> bool:
+    return interval > 0 and now // interval > prev // interval
+
+
+def _raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal handler
+    raise KeyboardInterrupt

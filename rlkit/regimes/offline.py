@@ -1,0 +1,66 @@
+"""The offline regime: a fixed dataset, one gradient step per training step.
+
+``loop: batch = buffer.sample(B); metrics = algo.update(batch)`` with periodic evaluation on the env
+named by the dataset, normalised scores, logging and checkpoints (base class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlkit.errors import DatasetError
+from rlkit.regimes.base import Regime, build_algorithm
+from rlkit.regimes.sampling import build_buffer_from_dataset, load_dataset
+
+
+class OfflineRegime(Regime):
+    name = "offline"
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.eval_env = self.make_eval_env()
+        obs_space = self.eval_env.single_observation_space
+        act_space = self.eval_env.single_action_space
+        dataset = load_dataset(cfg)
+        check_dataset_matches_env(dataset, obs_space, act_space, cfg.env.name)
+        self.dataset = dataset
+        self.provenance = dataset.provenance
+        self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
+        self.algo.on_dataset(dataset)
+        self.buffer = build_buffer_from_dataset(cfg, dataset, self.device)
+        self.batch_size = int(cfg.train.batch_size)
+        self.prioritized = str(cfg.sampler.kind) == "per"
+
+    def train_step(self) -> dict[str, Any]:
+        batch = self.buffer.sample(self.batch_size)
+        if "policy" in self.buffer.extra_samplers:  # decoupled resampling: policy terms get their own batch
+            batch["policy_batch"] = self.buffer.sample(self.batch_size, sampler="policy")
+        metrics = self.algo.update(batch)
+        priorities = metrics.pop("_priorities", None)
+        if priorities is not None and self.prioritized:
+            self.buffer.update_priorities(batch.indices, priorities)
+        return metrics
+
+    def regime_state(self) -> dict[str, Any]:
+        # the dataset is rebuilt from its source on resume; only the samplers' RNG/priorities are saved
+        buf = self.buffer
+        return {"sampler": buf.sampler.state_dict(),
+                "extra_samplers": {name: s.state_dict() for name, s in buf.extra_samplers.items()}}
+
+    def load_regime_state(self, state: dict[str, Any]) -> None:
+        self.buffer.sampler.load_state_dict(state["sampler"])
+        for name, sampler in self.buffer.extra_samplers.items():
+            sampler.load_state_dict(state["extra_samplers"][name])
+
+
+def check_dataset_matches_env(dataset, obs_space, act_space, env_name: str) -> None:
+    obs_dim = int(np.prod(obs_space.shape))
+    act_dim = int(np.prod(act_space.shape))
+    if dataset.observation_dim != obs_dim:
+        raise DatasetError(f"dataset '{dataset.provenance.get('id')}' has {dataset.observation_dim}-dim "
+                           f"observations but env '{env_name}' has {obs_dim}; pick the matching env")
+    if dataset.action_dim != act_dim:
+        raise DatasetError(f"dataset '{dataset.provenance.get('id')}' has {dataset.action_dim}-dim actions "
+                           f"but env '{env_name}' has {act_dim}; pick the matching env")

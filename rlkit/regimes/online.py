@@ -1,0 +1,158 @@
+"""The online regime: collect with the policy on a vector env, store in the replay buffer, and update
+at a fixed train ratio.
+
+One training step is one vector-env step (``num_envs`` agent steps; ``train.steps`` counts agent
+steps).  Before ``train.warmup_steps`` actions are uniform random and nothing is updated.  After it,
+every agent step earns ``train.updates_per_step`` updates (fractions accumulate), so the ratio of
+gradient updates to environment steps is exact for any ``num_envs``.
+
+Resume is exact: the checkpoint holds the buffer, the samplers' RNGs, the environments' simulator
+state, the current observations and episode accumulators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+from rlkit.regimes.base import Regime, build_algorithm, env_kwargs
+from rlkit.regimes.sampling import sampler_params
+from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
+
+
+def default_columns(obs_space: gym.Space, act_space: gym.Space) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Replay columns of a transition: obs, action, reward, next_obs, terminated, truncated."""
+    if isinstance(act_space, gym.spaces.Discrete):
+        action = ((), np.int64)
+    else:
+        action = (tuple(act_space.shape), np.float32)
+    obs_dtype = obs_space.dtype if obs_space.dtype == np.uint8 else np.float32
+    return {
+        "obs": (tuple(obs_space.shape), obs_dtype),
+        "action": action,
+        "reward": ((), np.float32),
+        "next_obs": (tuple(obs_space.shape), obs_dtype),
+        "terminated": ((), np.float32),
+        "truncated": ((), np.float32),
+    }
+
+
+class OnlineRegime(Regime):
+    name = "online"
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.num_envs = int(cfg.train.num_envs)
+        self.step_increment = self.num_envs
+        self.env = envs.make_vector(cfg.env.id, self.num_envs, autoreset=True, **env_kwargs(cfg))
+        self.eval_env = self.make_eval_env()
+        obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
+        columns = (self.algo.replay_columns() if hasattr(self.algo, "replay_columns")
+                   else default_columns(obs_space, act_space))
+        capacity = int(cfg.train.buffer_capacity)
+        storage = ColumnarStorage(capacity, columns, device=self.device if self.device.type == "cuda" else None)
+        kind = str(cfg.sampler.kind)
+        params = sampler_params(cfg.sampler)
+        if kind == "per":
+            params.setdefault("capacity", capacity)
+        sampler = make_sampler(kind, seed=int(cfg.seed), **params)
+        extra = self.algo.extra_samplers(int(cfg.seed)) if hasattr(self.algo, "extra_samplers") else {}
+        self.buffer = ReplayBuffer(storage, sampler, device=self.device, extra_samplers=extra)
+        self.prioritized = kind == "per"
+        self.rng = np.random.default_rng(int(cfg.seed) + 12345)
+        self.obs, _ = self.env.reset(seed=int(cfg.seed))
+        self.act_state = None
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.update_credit = 0.0
+        self.updates_done = 0
+        self.batch_size = int(cfg.train.batch_size)
+        self.warmup = int(cfg.train.warmup_steps)
+        self.ratio = float(cfg.train.updates_per_step)
+
+    def random_actions(self) -> np.ndarray:
+        space = self.env.single_action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return self.rng.integers(0, space.n, size=self.num_envs)
+        low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
+        return self.rng.uniform(low, high, size=(self.num_envs, *space.shape)).astype(space.dtype)
+
+    def train_step(self) -> dict[str, Any]:
+        if self.step < self.warmup:
+            action = self.random_actions()
+        else:
+            action, self.act_state = self.algo.act(self.obs, self.act_state, deterministic=False)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated | truncated
+        real_next = next_obs
+        if done.any():
+            real_next = next_obs.copy()
+            for i in np.flatnonzero(done):
+                real_next[i] = info["final_obs"][i]
+        transition = {
+            "obs": self.obs, "action": action, "reward": reward, "next_obs": real_next,
+            "terminated": terminated, "truncated": truncated,
+        }
+        if "life_loss" in info:
+            transition["life_loss"] = info["life_loss"]
+        self.buffer.add(**{k: np.asarray(v) for k, v in transition.items() if k in self.buffer.storage.columns})
+        metrics: dict[str, Any] = {}
+        self.episode_return += reward
+        self.episode_length += 1
+        if done.any():
+            metrics["train/episode_return"] = float(self.episode_return[done].mean())
+            metrics["train/episode_length"] = float(self.episode_length[done].mean())
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            if hasattr(self.algo, "reset_state"):
+                self.act_state = self.algo.reset_state(self.act_state, done)
+        self.obs = next_obs
+        if self.step + self.num_envs > self.warmup:
+            self.update_credit += self.num_envs * self.ratio
+            while self.update_credit >= 1.0:
+                self.update_credit -= 1.0
+                batch = (self.algo.sample_batch(self.buffer, self.batch_size) if hasattr(self.algo, "sample_batch")
+                         else self.buffer.sample(self.batch_size))
+                update_metrics = self.algo.update(batch)
+                priorities = update_metrics.pop("_priorities", None)
+                if priorities is not None and self.prioritized:
+                    self.buffer.update_priorities(batch.indices, priorities)
+                self.updates_done += 1
+                metrics.update(update_metrics)
+        return metrics
+
+    def regime_state(self) -> dict[str, Any]:
+        from envs.state import get_vector_env_state
+
+        return {
+            "buffer": self.buffer.state_dict(),
+            "env": get_vector_env_state(self.env),
+            "obs": self.obs,
+            "act_state": self.act_state,
+            "episode_return": self.episode_return,
+            "episode_length": self.episode_length,
+            "update_credit": self.update_credit,
+            "updates_done": self.updates_done,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_regime_state(self, state: dict[str, Any]) -> None:
+        from envs.state import set_vector_env_state
+
+        self.buffer.load_state_dict(state["buffer"])
+        set_vector_env_state(self.env, state["env"])
+        self.obs = state["obs"]
+        self.act_state = state["act_state"]
+        self.episode_return = state["episode_return"]
+        self.episode_length = state["episode_length"]
+        self.update_credit = state["update_credit"]
+        self.updates_done = state["updates_done"]
+        self.rng.bit_generator.state = state["rng"]
+
+    def close(self) -> None:
+        super().close()
+        self.env.close()
