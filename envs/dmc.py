@@ -38,6 +38,7 @@ dm_control is imported; an explicit ``MUJOCO_GL`` always wins).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import math
 import os
@@ -50,6 +51,11 @@ from rlkit.evaluation.scores import URLB_EXPERT
 if (sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY")
         and ctypes.util.find_library("EGL")):
     os.environ["MUJOCO_GL"] = "egl"
+if os.environ.get("MUJOCO_GL") == "egl":
+    # Mesa's EGL drags in its own LLVM; if Triton (used by torch.compile and rlkit's kernels) is loaded after
+    # it, the two LLVM copies clash and the process segfaults. Loading Triton first is safe.
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
 
 import dm_env  # noqa: E402
 import gymnasium as gym  # noqa: E402

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 torch.set_num_threads(1)
 
 
