@@ -4,8 +4,12 @@ and the causal transformer used by the world models."""
 from rlkit.nets.distributions import TanhGaussian, TanhGaussianHead
 from rlkit.nets.mlp import MLP, EnsembleLinear, EnsembleMLP, QEnsemble, polyak_update
 from rlkit.nets.normalizer import Normalizer
+from rlkit.nets.transformer import CausalTransformer, TransformerConfig, TransformerState
 
 __all__ = [
+    "CausalTransformer",
+    "TransformerConfig",
+    "TransformerState",
     "MLP",
     "EnsembleLinear",
     "EnsembleMLP",

@@ -1,0 +1,148 @@
+"""rlkit.nets.transformer: parallel forward == prefill + incremental steps, for every attention kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kernels
+from rlkit.errors import ConfigError
+from rlkit.nets.transformer import CausalTransformer, TransformerConfig
+
+
+def small_cfg(**kw) -> TransformerConfig:
+    base = dict(
+        d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=40, n_agents=3, attention_impl="reference"
+    )
+    base.update(kw)
+    return TransformerConfig(**base)
+
+
+def test_storm_defaults_and_parameter_count():
+    """Spec world_models.md A.4.4/A.4.6: 2 x 512 x 8 heads, FFN 1024, post-norm, 64 learned positions.
+
+    Stack = positions 64*512 + input LN 1024 + 2 blocks x (4*512^2 attention + 1024 LN
+    + 512*1024+1024 + 1024*512+512 FFN + 1024 LN) = 4,235,264; plus STORM's token stem for A = 18
+    (1042*512 + 1024 + 512*512 + 1024 = 797,696) this is the spec's 5,032,960.
+    """
+    cfg = TransformerConfig()
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_ff, cfg.max_len, cfg.norm) == (
+        512,
+        2,
+        8,
+        64,
+        1024,
+        64,
+        "post",
+    )
+    assert cfg.dropout == cfg.attn_dropout == 0.1 and cfg.norm_eps == 1e-6
+    model = CausalTransformer(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 4_235_264
+    assert 4_235_264 + 1042 * 512 + 1024 + 512 * 512 + 1024 == 5_032_960
+    attn = model.blocks[0].attn
+    assert attn.q_proj.bias is None and attn.out_proj.bias is None and model.blocks[0].ffn[0].bias is not None
+
+
+CASES = [
+    dict(attention="softmax"),
+    dict(attention="softmax", gate="headwise", norm="pre", positions="sinusoidal"),
+    dict(attention="softmax", gate="elementwise", positions="none", input_norm=False),
+    dict(attention="focused_linear"),
+    dict(attention="inline", gate="headwise"),
+    dict(attention="agent", agent_position_bias=True),
+    dict(attention="gla", norm="pre"),
+]
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=lambda d: "-".join(str(v) for v in d.values()))
+def test_forward_equals_prefill_then_steps(overrides):
+    torch.manual_seed(0)
+    model = CausalTransformer(small_cfg(**overrides)).eval()
+    tokens = torch.randn(3, 20, 32)
+    with torch.no_grad():
+        full = model(tokens)
+        h_ctx, state = model.prefill(tokens[:, :8])
+        outs = [h_ctx]
+        for t in range(8, 20):
+            h_t, state = model.step(tokens[:, t], state)
+            assert h_t.shape == (3, 32)
+            outs.append(h_t[:, None])
+    assert state.position == 20
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", kernels.KINDS)
+def test_steps_from_empty_state_and_chunk_continuation(kind):
+    torch.manual_seed(1)
+    model = CausalTransformer(small_cfg(attention=kind, gate="headwise")).eval()
+    tokens = torch.randn(2, 11, 32)
+    with torch.no_grad():
+        full = model(tokens)
+        state = model.init_state(2, capacity=3)  # small capacity: the KV cache grows on the way
+        stepped = []
+        for t in range(11):
+            h, state = model.step(tokens[:, t], state)
+            stepped.append(h)
+        _, st = model.prefill(tokens[:, :4])
+        chunk, st = model(tokens[:, 4:], state=st)  # a 7-token chunk after a 4-token prefix
+    torch.testing.assert_close(torch.stack(stepped, 1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunk, full[:, 4:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "gla"])
+def test_gradients_through_prefill_and_steps_match_parallel(kind):
+    """Training through a rollout (grad mode: the KV cache grows out of place) gives forward's gradients."""
+    torch.manual_seed(2)
+    model = CausalTransformer(small_cfg(attention=kind, dropout=0.0, attn_dropout=0.0))
+    tokens = torch.randn(2, 9, 32)
+    w = torch.randn(2, 9, 32)
+    (model(tokens) * w).sum().backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    h, state = model.prefill(tokens[:, :5])
+    outs = [h]
+    for t in range(5, 9):
+        h_t, state = model.step(tokens[:, t], state)
+        outs.append(h_t[:, None])
+    (torch.cat(outs, 1) * w).sum().backward()
+    for a, b in zip((p.grad for p in model.parameters()), expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_storm_imagination_shape_and_branch_clone():
+    """STORM imagination: 8 context tokens, then 16 steps (24 <= 64 positions); clone() before branching."""
+    torch.manual_seed(3)
+    model = CausalTransformer(small_cfg(max_len=64)).eval()
+    x, y = torch.randn(5, 32), torch.randn(5, 32)
+    with torch.no_grad():
+        _, state = model.prefill(torch.randn(5, 8, 32))
+        branch_a, branch_b = state.clone(), state.clone()
+        h_x, _ = model.step(x, branch_a)
+        model.step(y, state)  # writes position 8 of the original cache only
+        h_x_again, _ = model.step(x, branch_b)
+        for _ in range(16):
+            h, state = model.step(torch.randn(5, 32), state)
+    torch.testing.assert_close(h_x_again, h_x)
+    assert h.shape == (5, 32) and state.position == 24
+
+
+def test_learned_positions_overflow_and_bad_config_raise_config_error():
+    model = CausalTransformer(small_cfg(max_len=6)).eval()
+    _, state = model.prefill(torch.randn(1, 6, 32))
+    with pytest.raises(ConfigError, match="exceeds the learned table"):
+        model.step(torch.randn(1, 32), state)
+    with pytest.raises(ConfigError, match="multiple of n_heads"):
+        TransformerConfig(d_model=30, n_heads=4)
+    with pytest.raises(ConfigError, match="attention='flash'"):
+        TransformerConfig(attention="flash")
+    with pytest.raises(ConfigError, match="norm='sandwich'"):
+        TransformerConfig(norm="sandwich")
+
+
+def test_dropout_active_in_training_only():
+    torch.manual_seed(4)
+    model = CausalTransformer(small_cfg(dropout=0.5, attn_dropout=0.5))
+    x = torch.randn(2, 6, 32)
+    assert not torch.allclose(model(x), model(x))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
