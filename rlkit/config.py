@@ -218,7 +218,9 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def config_fingerprint(cfg: DictConfig | dict) -> tuple[str, dict[str, Any]]:
     """A hash of the parts of the config that must match for a checkpoint to be resumed, and those parts."""
-    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig | ListConfig) else cfg
+    # unresolved: a key that follows a resumable one by interpolation (IQL's `max_steps: ${train.steps}`)
+    # keeps its expression, so extending the budget of a run stays resumable
+    data = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig | ListConfig) else cfg
     flat = _flatten(data)
     kept = {k: v for k, v in flat.items()
             if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
@@ -229,3 +231,20 @@ def config_fingerprint(cfg: DictConfig | dict) -> tuple[str, dict[str, Any]]:
 def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     keys = set(a) | set(b)
     return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+def algo_block(name: str, context: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``algo`` block of ``configs/algo/<name>.yaml`` resolved against ``context`` (e.g. ``train.steps``,
+    ``env.family``), with its per-family defaults and then ``overrides`` applied -- how a preset that wraps
+    another algorithm (e.g. ``algo=oper`` with ``algo.base=iql``) builds its base exactly as ``algo=iql`` would."""
+    options = group_options("algo")
+    if name not in options:
+        raise ConfigError(f"unknown base algorithm '{name}'; choose one of: {choices_hint(options)}")
+    raw = OmegaConf.load(config_dir() / "algo" / f"{name}.yaml")
+    cfg = OmegaConf.merge(OmegaConf.create(context), {"algo": raw.algo})
+    overrides = dict(overrides or {})
+    apply_family_defaults(cfg, {f"algo.{k}" for k in _flatten(overrides)})
+    with open_dict(cfg):
+        for key, value in _flatten(overrides).items():
+            OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
+    return OmegaConf.to_container(cfg.algo, resolve=True)

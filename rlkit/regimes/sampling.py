@@ -43,12 +43,15 @@ def sampler_params(sampler_cfg: DictConfig) -> dict[str, Any]:
 
 
 def compute_priorities(sampler_cfg: DictConfig, dataset, cfg: DictConfig) -> np.ndarray:
-    from hydra.utils import call
+    from hydra.utils import get_method
 
     if sampler_cfg.get("priorities") is None:
         raise ConfigError(f"sampler '{sampler_cfg.name}' is weighted but has no 'priorities' block")
+    params = OmegaConf.to_container(sampler_cfg.priorities, resolve=True)
+    function = get_method(params.pop("_target_"))
     print(f"rlkit: computing {sampler_cfg.name} priorities for {dataset.size} transitions", file=sys.stderr)
-    return np.asarray(call(sampler_cfg.priorities, dataset=dataset, env_cfg=cfg.env, seed=int(cfg.seed)))
+    # called directly (not hydra.utils.call, which would turn the Dataset dataclass into a DictConfig)
+    return np.asarray(function(dataset=dataset, env_cfg=cfg.env, seed=int(cfg.seed), **params))
 
 
 def build_buffer_from_dataset(cfg: DictConfig, dataset, device: torch.device) -> ReplayBuffer:

@@ -1,0 +1,155 @@
+"""Implicit Q-Learning (Kostrikov, Nair & Levine 2021, "Offline Reinforcement Learning with Implicit
+Q-Learning").
+
+One update, in the reference code's order (value, actor, critic, target):
+
+* value (eq. 5), expectile regression towards the target critic:
+  ``u_i = min_k Q̄_k(s_i, a_i) - V(s_i)``,  ``L_V = mean_i c_i |τ - 1(u_i < 0)| u_i²``
+* actor (eq. 7), advantage-weighted regression with the *new* ``V``:
+  ``L_π = -mean_i min(exp(β (min_k Q̄_k(s_i, a_i) - V(s_i))) · w_i, 100) · log π(a_i | s_i)``
+* critic (eq. 6): ``y = r + γ (1 - d) V(s')``, ``L_Q = mean_i c_i Σ_k (Q_k(s_i, a_i) - y_i)²``
+* target: Polyak averaging with ``τ_target``.
+
+``w_i`` are the policy batch's weights and sit *inside* the cap of 100, as in OPER's IQL code (spec
+``offline_rl.md`` section 1.5); ``c_i = w_i`` only with ``reweight_eval=True``.  With decoupled
+resampling the actor term reads ``batch["policy_batch"]`` (its own ``Q̄ - V``).
+
+Networks follow the reference (JAX) code: twin Q and V are 2x256 ReLU MLPs; the actor is a 2x256 MLP
+whose mean is passed through tanh, with a state-independent log-std parameter (init 0, clipped to
+[-5, 2]) and optional dropout (0.1 on Kitchen/Adroit); all layers orthogonally initialised (gain sqrt 2),
+zero biases.  Adam 3e-4 for all three; the actor's learning rate follows a cosine decay to 0 over
+``max_steps`` (the YAML sets ``max_steps: ${train.steps}``).  Dataset actions are clipped to
+``±(1 - 1e-5)``.  No observation normalisation (the reference code has none; ``normalize_obs=true``
+turns on TD3+BC-style standardisation).  Rewards: locomotion ``r · 1000 / (G_max - G_min)``
+(``reward_scale_by_return``), AntMaze ``r - 1`` (``reward_shift``), both set per family in the YAML.
+``critic_layernorm`` puts LayerNorm in the Q and V networks.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from algorithms.offline.common import (
+    OfflineActorCritic,
+    cosine_lr_lambda,
+    gaussian_log_prob,
+    orthogonal_init_,
+    step,
+    weighted_mean,
+)
+from rlkit.nets import MLP, QEnsemble, polyak_update
+from rlkit.optim import adam
+
+ACTION_CLIP = 1.0 - 1e-5
+EXP_ADV_MAX = 100.0
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Per-sample asymmetric squared loss ``|τ - 1(u < 0)| u²`` (IQL eq. 5, ``L_2^τ``)."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return weight * diff.pow(2)
+
+
+class GaussianMeanTanhActor(nn.Module):
+    """``N(tanh(f(s)), exp(log σ)²)`` with a state-independent ``log σ`` (the IQL reference policy)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], dropout: float = 0.0,
+                 log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        super().__init__()
+        self.trunk = MLP(obs_dim, hidden, action_dim, dropout=dropout)
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)`` of the action distribution."""
+        return torch.tanh(self.trunk(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self(obs)
+        return gaussian_log_prob(action, mean, log_std)
+
+
+class IQL(OfflineActorCritic):
+    """IQL; ``critic_for_diagnostics()`` takes (optionally normalised) observations and actions in [-1, 1]."""
+
+    def __init__(self, observation_space, action_space, device="cpu", *, expectile: float = 0.7,
+                 temperature: float = 3.0, actor_lr: float = 3e-4, critic_lr: float = 3e-4,
+                 value_lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005, max_steps: int = 1_000_000,
+                 hidden: Sequence[int] = (256, 256), dropout: float = 0.0, critic_layernorm: bool = False,
+                 orthogonal_init: bool = True, normalize_obs: bool = False,
+                 reward_scale_by_return: bool = False, reward_scale: float = 1.0, reward_shift: float = 0.0,
+                 reweight_eval: bool = False) -> None:
+        super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
+                         reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
+                         reward_shift=reward_shift, reweight_eval=reweight_eval)
+        obs_dim, act_dim = self.obs_dim, self.action_dim
+        self.actor = GaussianMeanTanhActor(obs_dim, act_dim, hidden, dropout=dropout)
+        self.critic = QEnsemble(obs_dim, act_dim, hidden, 2, layernorm=critic_layernorm)
+        self.value = MLP(obs_dim, hidden, 1, layernorm=critic_layernorm)
+        if orthogonal_init:
+            for net in (self.actor, self.critic, self.value):
+                orthogonal_init_(net)
+        for net in (self.actor, self.critic, self.value):
+            net.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = adam(self.actor.parameters(), actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), critic_lr)
+        self.value_opt = adam(self.value.parameters(), value_lr)
+        self.actor_schedule = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, cosine_lr_lambda(max_steps))
+        self.expectile, self.temperature = expectile, temperature
+        self.gamma, self.tau, self.dropout = gamma, tau, dropout
+
+    def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if self.dropout > 0:
+            self.actor.eval()
+        mean, log_std = self.actor(obs)
+        if self.dropout > 0:
+            self.actor.train()
+        return mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        self.num_updates += 1
+        obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
+        action = self.from_env_action(batch.action).clamp(-ACTION_CLIP, ACTION_CLIP)
+        reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
+        c = self.eval_weights(batch)
+
+        with torch.no_grad():
+            target_q = self.critic_target(obs, action).min(0).values
+        v = self.value(obs).squeeze(-1)
+        value_loss = weighted_mean(expectile_loss(target_q - v, self.expectile), c)
+        step(self.value_opt, value_loss)
+
+        pb, p_obs, p_action = self.policy_inputs(batch, obs, action, ACTION_CLIP)
+        with torch.no_grad():
+            p_target_q = target_q if pb is batch else self.critic_target(p_obs, p_action).min(0).values
+            advantage = p_target_q - self.value(p_obs).squeeze(-1)
+            adv_weight = (torch.exp(self.temperature * advantage) * pb.weights).clamp(max=EXP_ADV_MAX)
+        actor_loss = -(adv_weight * self.actor.log_prob(p_obs, p_action)).mean()
+        step(self.actor_opt, actor_loss)
+        self.actor_schedule.step()
+
+        with torch.no_grad():
+            target = reward + self.gamma * not_done * self.value(next_obs).squeeze(-1)
+        q = self.critic(obs, action)
+        critic_loss = weighted_mean((q - target).pow(2).sum(0), c)
+        step(self.critic_opt, critic_loss)
+        polyak_update(self.critic, self.critic_target, self.tau)
+
+        return {
+            "train/value_loss": value_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/critic_loss": critic_loss.detach(),
+            "train/q_mean": q.detach().mean(),
+            "train/v_mean": v.detach().mean(),
+            "train/adv_weight_mean": adv_weight.mean(),
+        }
+
+    def critic_for_diagnostics(self):
+        """``(Q1(obs, act), tanh-mean action(obs))`` on the network's observations and actions in [-1, 1]."""
+        member = self.critic.member(0)
+        return member, lambda obs: self.actor(obs)[0]

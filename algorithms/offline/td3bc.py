@@ -1,0 +1,113 @@
+"""TD3+BC (Fujimoto & Gu 2021, "A Minimalist Approach to Offline Reinforcement Learning").
+
+TD3 with a behaviour-cloning term in the actor loss and standardised states (section 5):
+
+* critic (every step):
+  ``ã' = clip(π̄(s') + clip(ε, -c, c), -1, 1)``, ``ε ~ N(0, σ²)``;
+  ``y = r + γ (1 - d) min_k Q̄_k(s', ã')``;
+  ``L_Q = Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²``                                      (TD3, eq. 10)
+* actor (every ``policy_delay`` steps), eq. 3 with ``λ = α / mean_i |Q_1(s_i, π(s_i))|`` (detached):
+  ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + mean_{i,d} w_i (π(s_i)_d - a_{i,d})²``
+* targets (with the actor): Polyak averaging with ``τ`` for actor and critics.
+
+Sample weights (OPER, spec ``offline_rl.md`` section 1.5): ``w_i`` (the policy batch's weights) always
+multiply both actor terms; ``c_i = w_i`` only with ``reweight_eval=True`` (else 1).  With decoupled
+resampling the actor step reads ``batch["policy_batch"]``.
+
+Defaults (``configs/algo/td3bc.yaml``) are the paper's: α = 2.5, σ = 0.2, c = 0.5, policy delay 2,
+τ = 0.005, Adam 3e-4 for actor and critic, 2x256 MLPs, γ = 0.99, batch 256, 1M steps, state
+standardisation ``(s - μ) / (σ + 1e-3)``.  Actions live in ``[-1, 1]`` inside the algorithm (the paper's
+``max_action`` is 1 on every D4RL task; for other boxes the BC term is measured in normalised units).
+``compile=True`` runs the two loss functions through ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+
+from algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
+from rlkit.nets import MLP, QEnsemble, polyak_update
+from rlkit.optim import adam
+
+
+class TD3BC(OfflineActorCritic):
+    """TD3+BC; ``critic_for_diagnostics()`` takes normalised observations and actions in [-1, 1]."""
+
+    def __init__(self, observation_space, action_space, device="cpu", *, alpha: float = 2.5,
+                 actor_lr: float = 3e-4, critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
+                 policy_noise: float = 0.2, noise_clip: float = 0.5, policy_delay: int = 2,
+                 hidden: Sequence[int] = (256, 256), critic_layernorm: bool = False,
+                 normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
+                 reward_shift: float = 0.0, reweight_eval: bool = False, compile: bool = False) -> None:
+        super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
+                         reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
+                         reward_shift=reward_shift, reweight_eval=reweight_eval)
+        obs_dim, act_dim = self.obs_dim, self.action_dim
+        self.actor = MLP(obs_dim, hidden, act_dim).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = QEnsemble(obs_dim, act_dim, hidden, 2, layernorm=critic_layernorm).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self._views = {"q1": self.critic.member(0)}  # a view, kept out of the state dict
+        self.actor_opt = adam(self.actor.parameters(), actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), critic_lr)
+        self._actor_params = tuple(self.actor.parameters())
+        self.alpha, self.gamma, self.tau = alpha, gamma, tau
+        self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, int(policy_delay)
+        #: the two loss functions, optionally through ``torch.compile`` (forward and backward graphs; the
+        #: fused optimizer steps and the Python-side policy delay stay eager)
+        self._losses = {"critic": self.critic_loss, "actor": self.actor_loss}
+        if compile:
+            self._losses = {k: torch.compile(fn) for k, fn in self._losses.items()}
+
+    def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return torch.tanh(self.actor(obs))
+
+    def critic_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                    next_obs: torch.Tensor, terminated: torch.Tensor,
+                    weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²`` with the smoothed TD3 target ``y``; returns
+        ``(loss, Q)``.  Inputs are the batch's raw observations and env-scale actions."""
+        obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
+        action = self.from_env_action(action)
+        with torch.no_grad():
+            noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+            next_action = (torch.tanh(self.actor_target(next_obs)) + noise).clamp(-1.0, 1.0)
+            next_q = self.critic_target(next_obs, next_action).min(0).values
+            target = self.transform_reward(reward) + self.gamma * (1.0 - terminated) * next_q
+        q = self.critic(obs, action)
+        return weighted_mean((q - target).pow(2), weights).sum(), q.detach()
+
+    def actor_loss(self, obs: torch.Tensor, action: torch.Tensor,
+                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``-λ mean_i w_i Q_1(s_i, π(s_i)) + mean_{i,d} w_i (π(s_i)_d - a_{i,d})²``; returns
+        ``(loss, BC term, λ)``.  Inputs are the batch's raw observations and env-scale actions."""
+        obs, action = self.obs_norm(obs), self.from_env_action(action)
+        pi = torch.tanh(self.actor(obs))
+        q_pi = self._views["q1"](obs, pi)
+        lmbda = self.alpha / q_pi.abs().mean().detach()
+        bc_loss = weighted_mean((pi - action).pow(2).mean(-1), weights)
+        return -lmbda * weighted_mean(q_pi, weights) + bc_loss, bc_loss.detach(), lmbda
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        self.num_updates += 1
+        critic_loss, q = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
+                                                batch.terminated, self.eval_weights(batch))
+        step(self.critic_opt, critic_loss)
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.mean()}
+
+        if self.num_updates % self.policy_delay == 0:
+            pb = policy_batch(batch)
+            actor_loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights)
+            step(self.actor_opt, actor_loss, self._actor_params)
+            polyak_update(self.critic, self.critic_target, self.tau)
+            polyak_update(self.actor, self.actor_target, self.tau)
+            metrics.update({"train/actor_loss": actor_loss.detach(), "train/bc_loss": bc_loss,
+                            "train/lambda": lmbda})
+        return metrics
+
+    def critic_for_diagnostics(self):
+        """``(Q1(obs, act), π(obs))`` on normalised observations and actions in [-1, 1]."""
+        return self._views["q1"], lambda obs: torch.tanh(self.actor(obs))

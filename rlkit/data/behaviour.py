@@ -1,0 +1,107 @@
+"""The shipped behaviour policies of local collection: how they are made, reproducibly.
+
+Recipe (D4RL's, on rlkit's own SAC):
+
+1. ``rlkit train algo=sac env=<task> train.steps=N eval.interval=5000 eval.episodes=5
+   checkpoint.interval=5000 checkpoint.keep=0 run_dir=RUN`` -- SAC with the paper's settings, keeping
+   every checkpoint;
+2. ``python -m rlkit.data.behaviour RUN <task>`` -- exports
+
+   * ``<task>-medium.pt``: the actor of the first checkpoint whose evaluation return reached one third of
+     the way from D4RL's random to its expert reference (D4RL's "medium" is about a third of expert),
+   * ``<task>-medium-replay.hdf5``: that run's replay buffer up to the medium checkpoint, in the D4RL
+     layout (D4RL's "medium-replay"),
+   * ``<task>-expert.pt``: the actor of the checkpoint with the best evaluation return.
+
+The files land in ``rlkit/data/policies/`` with their evaluation returns and training steps inside; the
+README lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from rlkit.checkpoint import checkpoint_path, load_checkpoint
+from rlkit.data.collect import POLICY_DIR
+from rlkit.data.hdf5 import write_d4rl
+from rlkit.errors import DatasetError
+from rlkit.evaluation.scores import reference
+from rlkit.logger import read_metrics
+from rlkit.utils import atomic_write_bytes
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float, float]]:
+    """``(step, return_mean, return_std)`` of every periodic evaluation of a run."""
+    return [(r["step"], r["eval/return_mean"], r["eval/return_std"]) for r in read_metrics(run_dir / "metrics.jsonl")
+            if "eval/return_mean" in r]
+
+
+def _save_actor(payload: dict[str, Any], algo_cfg: dict[str, Any], path: Path, **info: Any) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"algo_config": algo_cfg, "actor": payload["algo"]["actor"], **info}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def replay_to_d4rl(payload: dict[str, Any], path: Path, provenance: dict[str, Any]) -> int:
+    """Write an online checkpoint's replay buffer (single env, no wrap-around) in the D4RL layout."""
+    storage = payload["regime_state"]["buffer"]["storage"]
+    if storage["added_total"] > storage["capacity"]:
+        raise DatasetError("the replay buffer wrapped around; medium-replay needs the whole history")
+    data = {k: v.numpy() for k, v in storage["data"].items()}
+    timeouts = data["truncated"].astype(bool) & ~data["terminated"].astype(bool)
+    timeouts[-1] |= not bool(data["terminated"][-1])  # the episode in progress ends the file
+    write_d4rl(path, observations=data["obs"], actions=data["action"], rewards=data["reward"],
+               terminals=data["terminated"].astype(bool), timeouts=timeouts,
+               metadata={"algorithm": "rlkit-sac-replay"}, provenance=provenance, compression="gzip")
+    return int(storage["size"])
+
+
+def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fraction: float = 1 / 3) -> dict:
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
+    low, high = reference("d4rl", task)
+    threshold = low + medium_fraction * (high - low)
+    curve = eval_curve(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    available = [(s, m, sd) for s, m, sd in curve if checkpoint_path(ckpt_dir, s).exists()]
+    medium = next(((s, m, sd) for s, m, sd in available if m >= threshold), None)
+    if medium is None:
+        raise DatasetError(f"no checkpoint of {run_dir} reached the medium threshold {threshold:.0f}")
+    expert = max(available, key=lambda x: x[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"run_seed": int(cfg.seed), "medium_threshold": threshold}
+    for level, (step, mean, std) in (("medium", medium), ("expert", expert)):
+        payload = load_checkpoint(checkpoint_path(ckpt_dir, step))
+        info = {"task": task, "level": level, "train_steps": step, "eval_return_mean": mean,
+                "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
+                "normalized_score": float(100 * (mean - low) / (high - low))}
+        _save_actor(payload, algo_cfg, out_dir / f"{task}-{level}.pt", **info)
+        summary[level] = info
+        if level == "medium":
+            rows = replay_to_d4rl(payload, out_dir / f"{task}-medium-replay.hdf5",
+                                  {"source": "collected", "level": "medium-replay", "policy": "SAC replay buffer",
+                                   "task": task, "train_steps": step})
+            summary["medium-replay"] = {"rows": rows, "train_steps": step}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Export shipped behaviour policies from a SAC run.")
+    parser.add_argument("run_dir")
+    parser.add_argument("task", choices=("hopper", "halfcheetah", "walker2d", "ant"))
+    parser.add_argument("--medium-fraction", type=float, default=1 / 3)
+    ns = parser.parse_args()
+    print(json.dumps(export(ns.run_dir, ns.task, medium_fraction=ns.medium_fraction), indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
