@@ -68,3 +68,17 @@ def test_normalized_scores_use_the_table():
     expected = 100 * (result.returns + 20.272305) / (3234.3 + 20.272305)
     np.testing.assert_allclose(result.normalized, expected)
     assert "eval/normalized_score" in result.metrics()
+
+
+def test_more_envs_than_episodes_with_early_terminations():
+    # hopper terminates early under a zero policy; idle sub-envs (3 envs, 1 episode) must be handled
+    venv = envs.make_vector("hopper", 3, autoreset=False)
+
+    class Zero:
+        device = torch.device("cpu")
+
+        def act(self, obs, state=None, deterministic=True):
+            return np.ones((len(obs), 3), dtype=np.float32), state
+
+    result = evaluate(Zero(), venv, episodes=1, seed=5)
+    assert len(result.returns) == 1 and result.lengths[0] < 1000

@@ -182,6 +182,18 @@ def test_td3bc_losses_with_constant_critic(reweight_eval):
     torch.testing.assert_close(m["train/actor_loss"], 2.5 * w.mean() + bc)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_td3_without_bc_for_the_divergence_study(optimizer):
+    # bc_coef = 0 (SEEM's TD3 on offline data): the actor loss is the Q term alone; the BC term is still logged
+    algo = TD3BC(OBS_SPACE, ACT_SPACE, hidden=SMALL, policy_delay=1, alpha=2.5, bc_coef=0.0, optimizer=optimizer)
+    set_constant(algo.critic, [-1.5, 0.7])
+    w = torch.tensor([0.5, 1.0, 1.5, 2.0, 0.2, 0.8])
+    m = algo.update(make_batch(weights=w))
+    torch.testing.assert_close(m["train/actor_loss"], 2.5 * w.mean())
+    assert m["train/bc_loss"] > 0
+    assert isinstance(algo.critic_opt, torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)
+
+
 # ---------------------------------------------------------------------------------------------- IQL
 @pytest.mark.parametrize("reweight_eval", [False, True])
 def test_iql_losses_and_capped_weight(reweight_eval):

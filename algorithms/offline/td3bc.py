@@ -7,7 +7,7 @@ TD3 with a behaviour-cloning term in the actor loss and standardised states (sec
   ``y = r + γ (1 - d) min_k Q̄_k(s', ã')``;
   ``L_Q = Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²``                                      (TD3, eq. 10)
 * actor (every ``policy_delay`` steps), eq. 3 with ``λ = α / mean_i |Q_1(s_i, π(s_i))|`` (detached):
-  ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + mean_{i,d} w_i (π(s_i)_d - a_{i,d})²``
+  ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + β_bc mean_{i,d} w_i (π(s_i)_d - a_{i,d})²`` (``β_bc = 1``)
 * targets (with the actor): Polyak averaging with ``τ`` for actor and critics.
 
 Sample weights (OPER, spec ``offline_rl.md`` section 1.5): ``w_i`` (the policy batch's weights) always
@@ -19,6 +19,10 @@ Defaults (``configs/algo/td3bc.yaml``) are the paper's: α = 2.5, σ = 0.2, c = 
 standardisation ``(s - μ) / (σ + 1e-3)``.  Actions live in ``[-1, 1]`` inside the algorithm (the paper's
 ``max_action`` is 1 on every D4RL task; for other boxes the BC term is measured in normalised units).
 ``compile=True`` runs the two loss functions through ``torch.compile``.
+
+For the SEEM divergence study (spec 5.2) ``bc_coef=0`` removes the BC term (plain TD3 on offline data),
+``tau=1.0`` makes the target a hard copy, and ``optimizer=sgd`` replaces Adam for crash-step studies
+(``configs/algo/td3_divergence.yaml``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 import torch
 
 from algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
+from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 
@@ -41,7 +46,8 @@ class TD3BC(OfflineActorCritic):
                  policy_noise: float = 0.2, noise_clip: float = 0.5, policy_delay: int = 2,
                  hidden: Sequence[int] = (256, 256), critic_layernorm: bool = False,
                  normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
-                 reward_shift: float = 0.0, reweight_eval: bool = False, compile: bool = False) -> None:
+                 reward_shift: float = 0.0, reweight_eval: bool = False, compile: bool = False,
+                 bc_coef: float = 1.0, optimizer: str = "adam") -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
@@ -51,8 +57,12 @@ class TD3BC(OfflineActorCritic):
         self.critic = QEnsemble(obs_dim, act_dim, hidden, 2, layernorm=critic_layernorm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self._views = {"q1": self.critic.member(0)}  # a view, kept out of the state dict
-        self.actor_opt = adam(self.actor.parameters(), actor_lr)
-        self.critic_opt = adam(self.critic.parameters(), critic_lr)
+        if optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"bad value for 'algo.optimizer': {optimizer!r}; choose adam or sgd")
+        make_opt = adam if optimizer == "adam" else (lambda params, lr: torch.optim.SGD(params, lr=lr, foreach=True))
+        self.actor_opt = make_opt(self.actor.parameters(), actor_lr)
+        self.critic_opt = make_opt(self.critic.parameters(), critic_lr)
+        self.bc_coef, self.optimizer = float(bc_coef), optimizer
         self._actor_params = tuple(self.actor.parameters())
         self.alpha, self.gamma, self.tau = alpha, gamma, tau
         self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, int(policy_delay)
@@ -89,7 +99,7 @@ class TD3BC(OfflineActorCritic):
         q_pi = self._views["q1"](obs, pi)
         lmbda = self.alpha / q_pi.abs().mean().detach()
         bc_loss = weighted_mean((pi - action).pow(2).mean(-1), weights)
-        return -lmbda * weighted_mean(q_pi, weights) + bc_loss, bc_loss.detach(), lmbda
+        return -lmbda * weighted_mean(q_pi, weights) + self.bc_coef * bc_loss, bc_loss.detach(), lmbda
 
     def update(self, batch) -> dict[str, torch.Tensor]:
         self.num_updates += 1

@@ -58,6 +58,8 @@ class OPER(Algorithm):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base.load_state_dict(state)
 
-    @property
-    def gamma(self) -> float:
-        return self.base.gamma
+    def __getattr__(self, name: str):
+        # optional hooks of the base (critic_input, transform_reward, gamma, ...) are the preset's too
+        if name == "base" or "base" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.base, name)

@@ -69,11 +69,11 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
             active = episode_of >= 0
             returns[episode_of[active]] += reward[active]
             lengths[episode_of[active]] += 1
-            done = (terminated | truncated) & active
+            done = terminated | truncated  # idle sub-envs that finish are reset too (the vector env insists)
             if not done.any():
                 continue
             reset_seeds: list[int | None] = [None] * n
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done & active):
                 if next_episode < episodes:
                     episode_of[i] = next_episode
                     reset_seeds[i] = seed + next_episode
