@@ -137,6 +137,57 @@ def learning_curves(summaries: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def _domain(summary: dict[str, Any]) -> str:
+    if summary.get("urlb_domain"):
+        return str(summary["urlb_domain"])
+    env = str(summary.get("env", ""))
+    return env.removeprefix("urlb-").split("_")[0]
+
+
+def urlb_tables(summaries: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
+    """Per domain, one row per algorithm: per-task normalised mean with its stratified-bootstrap 95% CI over
+    seeds, and IQM / optimality gap over seeds x tasks with CIs (rliable semantics, spec §1.11)."""
+    runs: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for s in summaries:
+        if s.get("score_table") != "urlb" or s.get("final_normalized_score") is None:
+            continue
+        runs[_domain(s)][s["algo"]][s["env"]].append(float(s["final_normalized_score"]))
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for domain in sorted(runs):
+        rows = []
+        for algo, tasks in sorted(runs[domain].items()):
+            row: dict[str, Any] = {"algo": algo, "tasks": {}}
+            for env, scores in sorted(tasks.items()):
+                row["tasks"][env] = (*st.stratified_bootstrap_ci(np.array(scores)[:, None], st.mean, reps=reps),
+                                     len(scores))
+            seeds = min(len(v) for v in tasks.values())
+            matrix = np.array([v[:seeds] for _, v in sorted(tasks.items())]).T  # (seeds, tasks)
+            row["seeds"] = seeds
+            row["iqm"] = st.stratified_bootstrap_ci(matrix, st.iqm, reps=reps)
+            row["optimality_gap"] = st.stratified_bootstrap_ci(matrix, st.optimality_gap, reps=reps)
+            rows.append(row)
+        tables[domain] = rows
+    return tables
+
+
+def urlb_markdown(tables: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one table per URLB domain (per-task means, IQM and optimality gap with CIs)."""
+
+    def cell(point: float, low: float, high: float) -> str:
+        return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+    lines = ["## URLB per domain (expert-normalised final scores, 95% stratified-bootstrap CIs)"]
+    for domain, rows in tables.items():
+        envs = sorted({env for r in rows for env in r["tasks"]})
+        lines += ["", f"### {domain}", "", "| algo | seeds | " + " | ".join(envs) + " | IQM | optimality gap |",
+                  "|---" * (len(envs) + 4) + "|"]
+        for r in rows:
+            cells = [cell(*r["tasks"][e][:3]) + f" (n={r['tasks'][e][3]})" if e in r["tasks"] else "-" for e in envs]
+            lines.append(f"| {r['algo']} | {r['seeds']} | " + " | ".join(cells)
+                         + f" | {cell(*r['iqm'])} | {cell(*r['optimality_gap'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(x: float) -> str:
     return "nan" if x is None or not np.isfinite(x) else f"{x:.2f}"
 
@@ -164,6 +215,9 @@ def build_report(paths: list[str], out_dir: str | None = None, reps: int = 2000)
             cells = [f"{_fmt(r[k])} [{_fmt(r[k + '_ci'][0])}, {_fmt(r[k + '_ci'][1])}]"
                      for k in ("mean", "median", "iqm", "optimality_gap")]
             lines.append(f"| {r['algo']} | {r['tasks']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    urlb = urlb_tables(summaries, reps)
+    if urlb:
+        lines += ["", urlb_markdown(urlb).rstrip()]
     png = learning_curves(summaries, out / "learning_curves.png")
     if png:
         lines += ["", f"Learning curves: {png}"]

@@ -61,7 +61,9 @@ class OnlineRegime(Regime):
             params.setdefault("capacity", capacity)
         sampler = make_sampler(kind, seed=int(cfg.seed), **params)
         extra = self.algo.extra_samplers(int(cfg.seed)) if hasattr(self.algo, "extra_samplers") else {}
-        self.buffer = ReplayBuffer(storage, sampler, device=self.device, extra_samplers=extra)
+        self.buffer = ReplayBuffer(storage, sampler, device=self.device, extra_samplers=extra,
+                                   nstep=int(getattr(self.algo, "nstep", 1)),
+                                   gamma=float(getattr(self.algo, "gamma", 0.99)))
         self.prioritized = kind == "per"
         self.rng = np.random.default_rng(int(cfg.seed) + 12345)
         self.obs, _ = self.env.reset(seed=int(cfg.seed))
@@ -99,6 +101,8 @@ class OnlineRegime(Regime):
         }
         if "life_loss" in info:
             transition["life_loss"] = info["life_loss"]
+        transition.update(self.extra_columns())
+        self.last_transition = transition
         self.buffer.add(**{k: np.asarray(v) for k, v in transition.items() if k in self.buffer.storage.columns})
         metrics: dict[str, Any] = {}
         self.episode_return += reward
@@ -124,6 +128,10 @@ class OnlineRegime(Regime):
                 self.updates_done += 1
                 metrics.update(update_metrics)
         return metrics
+
+    def extra_columns(self) -> dict[str, np.ndarray]:
+        """Columns stored with every transition besides the env's (URLB: the skill active at ``s_t``)."""
+        return {}
 
     def regime_state(self) -> dict[str, Any]:
         from envs.state import get_vector_env_state

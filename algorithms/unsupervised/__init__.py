@@ -1,0 +1,25 @@
+"""Unsupervised RL on URLB (spec ``unsupervised_rl.md``): the DDPG backbone, CIC and MOSS.
+
+Agents pretrain reward-free (``regime=pretrain``, intrinsic reward) and finetune from a snapshot on a task
+reward (``regime=finetune``); the regimes live in :mod:`rlkit.regimes.urlb`.
+"""
+
+from algorithms.unsupervised.cic import CIC, CICNetworks, cic_contrastive_loss
+from algorithms.unsupervised.ddpg import DDPG
+from algorithms.unsupervised.knn_reward import RunningMeanVar, knn_distances, particle_entropy_reward
+from algorithms.unsupervised.moss import MOSS, SkillSearch, mixture_reward, moss_mode, moss_skill
+
+__all__ = [
+    "CIC",
+    "CICNetworks",
+    "DDPG",
+    "MOSS",
+    "RunningMeanVar",
+    "SkillSearch",
+    "cic_contrastive_loss",
+    "knn_distances",
+    "mixture_reward",
+    "moss_mode",
+    "moss_skill",
+    "particle_entropy_reward",
+]

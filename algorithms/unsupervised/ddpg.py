@@ -1,0 +1,407 @@
+"""DDPG as URLB uses it (DrQ-v2 style; Laskin et al. 2021, spec ``unsupervised_rl.md`` §1.7-1.8): the
+backbone of every URLB agent, and with the extrinsic reward the "from scratch" baseline and expert.
+
+Networks (input ``x = [f(s), z]``, ``z`` the skill of skill agents, nothing for plain DDPG):
+
+* encoder ``f``: identity for states; for pixels 4 conv layers (32 channels, 3x3, strides 2,1,1,1, ReLU) on
+  ``s/255 - 0.5``, flattened (``32 * 35 * 35`` for 84x84), trained through the critic loss only;
+* actor: ``Linear(x -> F) -> LayerNorm -> tanh -> Linear(F -> H) -> ReLU [-> Linear(H -> H) -> ReLU for
+  pixels] -> Linear(H -> |A|) -> tanh = mu``, ``F = H`` for states and ``feature_dim`` for pixels;
+* critic: states ``trunk = Linear([x, a] -> H) -> LayerNorm -> tanh``, heads ``Linear(H -> H) -> ReLU ->
+  Linear(H -> 1)``; pixels ``trunk = Linear(x -> F) -> LayerNorm -> tanh``, heads on ``[trunk, a]`` with one
+  more hidden layer;
+* init: orthogonal weights, zero biases (convolutions: orthogonal with the ReLU gain).
+
+Policy: ``Normal(mu, sigma)`` "truncated": a sample is ``mu + eps``, ``eps ~ N(0, sigma^2)`` clipped to
+``+-stddev_clip`` where the loss says so, then clamped to ``(-1 + 1e-6, 1 - 1e-6)`` with a straight-through
+gradient.  ``sigma`` follows ``stddev_schedule`` (a constant, ``linear(a,b,T)`` or
+``step_linear(a,b1,T1,b2,T2)`` over environment steps).  Exploration noise is not clipped.
+
+Losses on an n-step batch (``R = R^(n)`` or the intrinsic reward of reward-free agents, ``Gamma = gamma^n``
+times the env discount; the replay buffer computes both):
+
+* ``a' = mu(x') + clip(eps)``, ``y = R + Gamma min(Q1_bar, Q2_bar)(x', a')``            (no gradient)
+* ``L_Q = MSE(Q1(x, a), y) + MSE(Q2(x, a), y)``                                  (encoder trained by it)
+* ``L_pi = -mean min(Q1, Q2)(x, mu(x) + clip(eps))``, features detached
+* ``theta_bar <- tau theta + (1 - tau) theta_bar`` after every update.
+
+URLB updates the critic first and then the actor against the updated critic (``simultaneous_update=False``).
+The MOSS JAX code steps both from the pre-update parameters (``simultaneous_update=True``).
+
+Finetuning from a snapshot (§1.8, :meth:`DDPG.init_from_snapshot`): the encoder, the whole actor and the
+critic trunk (Linear + LayerNorm) are copied; the Q heads, optimizers and the critic *target* stay fresh.  The
+target is a copy of the fresh critic made before the trunk is copied, so it starts with a random trunk and
+only converges by EMA (URLB and MOSS both do this; ``target_from_fresh_critic=False`` re-syncs it instead).
+
+URLB hooks (called by :mod:`rlkit.regimes.urlb`): :meth:`setup_urlb`, :meth:`meta_columns`,
+:meth:`init_meta`, :meth:`eval_meta`, :meth:`warmup_actions`, :meth:`observe_reward`,
+:meth:`init_from_snapshot`; attributes ``nstep``, ``gamma``, ``meta_interval`` and ``env_step`` (set by the
+regime before every environment step; the std schedule reads it).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlkit.algorithm import Algorithm, ContinuousActionMixin
+from rlkit.errors import CheckpointError, ConfigError
+from rlkit.nets import polyak_update
+from rlkit.optim import adam
+from rlkit.replay import transition_columns
+
+
+# ----------------------------------------------------------------------------- pieces
+def stddev_at(schedule: float | str, step: int) -> float:
+    """``sigma`` of a DrQ-v2 schedule at ``step``: a number, ``linear(init,final,duration)`` or
+    ``step_linear(init,final1,duration1,final2,duration2)`` (linear pieces, then constant)."""
+    try:
+        return float(schedule)
+    except (TypeError, ValueError):
+        pass
+    text = str(schedule).replace(" ", "")
+    match = re.fullmatch(r"linear\(([^,]+),([^,]+),([^,]+)\)", text)
+    if match:
+        init, final, duration = (float(g) for g in match.groups())
+        mix = float(np.clip(step / duration, 0.0, 1.0))
+        return (1.0 - mix) * init + mix * final
+    match = re.fullmatch(r"step_linear\(([^,]+),([^,]+),([^,]+),([^,]+),([^,]+)\)", text)
+    if match:
+        init, final1, duration1, final2, duration2 = (float(g) for g in match.groups())
+        if step <= duration1:
+            mix = float(np.clip(step / duration1, 0.0, 1.0))
+            return (1.0 - mix) * init + mix * final1
+        mix = float(np.clip((step - duration1) / duration2, 0.0, 1.0))
+        return (1.0 - mix) * final1 + mix * final2
+    raise ConfigError(f"bad stddev_schedule '{schedule}'; use a number, 'linear(init,final,steps)' or "
+                      "'step_linear(init,final1,steps1,final2,steps2)'")
+
+
+def sample_truncated(mu: torch.Tensor, std: float, clip: float | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """``mu + noise`` (noise ``N(0, std^2)``, clipped to ``+-clip`` if given), clamped to
+    ``(-1 + eps, 1 - eps)`` with a straight-through gradient (DrQ-v2's ``TruncatedNormal.sample``)."""
+    noise = torch.randn_like(mu) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    x = mu + noise
+    clamped = x.clamp(-1.0 + eps, 1.0 - eps)
+    return x - x.detach() + clamped.detach()
+
+
+def orthogonal_init(module: nn.Module) -> None:
+    """URLB's ``weight_init``: orthogonal Linear weights, zero biases; convolutions with the ReLU gain."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.orthogonal_(module.weight, gain=nn.init.calculate_gain("relu"))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class PixelEncoder(nn.Module):
+    """DrQ-v2 conv encoder: ``s/255 - 0.5`` -> 4 x (3x3 conv, 32 ch, ReLU), strides 2,1,1,1 -> flatten."""
+
+    def __init__(self, obs_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        channels = obs_shape[0]
+        self.convnet = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+        )
+        with torch.no_grad():
+            self.repr_dim = int(self.convnet(torch.zeros(1, *obs_shape)).numel())
+        self.apply(orthogonal_init)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.convnet(obs / 255.0 - 0.5).flatten(1)
+
+
+def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """DrQ's augmentation: replicate-pad by ``pad`` pixels and crop the original size at a random integer
+    offset per image.  DrQ-v2 does it with a bilinear ``grid_sample`` at integer shifts, which samples exact
+    pixel centres, i.e. this crop."""
+    b, c, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    chan = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+class Actor(nn.Module):
+    """``mu(x) = tanh(policy(trunk(x)))`` (module docstring)."""
+
+    def __init__(self, in_dim: int, action_dim: int, hidden_dim: int, trunk_dim: int, pixels: bool) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(in_dim, trunk_dim), nn.LayerNorm(trunk_dim), nn.Tanh())
+        layers: list[nn.Module] = [nn.Linear(trunk_dim, hidden_dim), nn.ReLU()]
+        if pixels:
+            layers += [nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
+        layers.append(nn.Linear(hidden_dim, action_dim))
+        self.policy = nn.Sequential(*layers)
+        self.apply(orthogonal_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.policy(self.trunk(x)))
+
+
+class _Q1View(nn.Module):
+    """The first head of a state-based :class:`Critic` as its own module: ``(obs, act) -> Q1`` with only the
+    trunk and Q1 parameters (shared, not copied), which is what SEEM differentiates."""
+
+    def __init__(self, critic: Critic) -> None:
+        super().__init__()
+        self.trunk, self.q1 = critic.trunk, critic.q1
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q1(self.trunk(torch.cat([obs, action], dim=-1))).squeeze(-1)
+
+
+class Critic(nn.Module):
+    """Twin ``Q(x, a)`` over one shared trunk: ``(Q1, Q2)``, each ``(B,)`` (module docstring)."""
+
+    def __init__(self, in_dim: int, action_dim: int, hidden_dim: int, feature_dim: int, pixels: bool) -> None:
+        super().__init__()
+        self.pixels = pixels
+        if pixels:
+            self.trunk = nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+            head_in = feature_dim + action_dim
+        else:
+            self.trunk = nn.Sequential(nn.Linear(in_dim + action_dim, hidden_dim), nn.LayerNorm(hidden_dim),
+                                       nn.Tanh())
+            head_in = hidden_dim
+
+        def head() -> nn.Sequential:
+            layers: list[nn.Module] = [nn.Linear(head_in, hidden_dim), nn.ReLU()]
+            if pixels:
+                layers += [nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
+            layers.append(nn.Linear(hidden_dim, 1))
+            return nn.Sequential(*layers)
+
+        self.q1, self.q2 = head(), head()
+        self.apply(orthogonal_init)
+
+    def forward(self, x: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pixels:
+            h = torch.cat([self.trunk(x), action], dim=-1)
+        else:
+            h = self.trunk(torch.cat([x, action], dim=-1))
+        return self.q1(h).squeeze(-1), self.q2(h).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------- the agent
+class DDPG(ContinuousActionMixin, Algorithm):
+    """URLB's DDPG (module docstring).  ``regime = "finetune"``: without ``snapshot=`` it trains from
+    scratch on the task reward, which is how URLB trains its DDPG baseline and expert."""
+
+    regime: ClassVar[str] = "finetune"
+    state_attributes: ClassVar[tuple[str, ...]] = ("env_step", "update_encoder")
+    #: config keys that shape the networks: a snapshot is only loadable with equal values
+    architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim")
+    #: skill agents resample their meta every this many episode steps (0: no meta)
+    meta_interval: ClassVar[int] = 0
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, device: str | torch.device = "cpu",
+                 *, obs_type: str = "states", lr: float = 1e-4, hidden_dim: int = 1024, feature_dim: int = 50,
+                 gamma: float = 0.99, nstep: int = 3, tau: float = 0.01, stddev_schedule: float | str = 0.2,
+                 stddev_clip: float = 0.3, init_critic: bool = True, target_from_fresh_critic: bool = True,
+                 finetune_update_encoder: bool = False, simultaneous_update: bool = False,
+                 meta_dim: int = 0) -> None:
+        super().__init__(observation_space, action_space, device)
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ConfigError(f"{type(self).__name__} needs a continuous (Box) action space; got {action_space}")
+        if obs_type not in ("states", "pixels"):
+            raise ConfigError(f"algo.obs_type must be 'states' or 'pixels', got '{obs_type}'")
+        pixels = obs_type == "pixels"
+        if pixels != (len(observation_space.shape) == 3):
+            raise ConfigError(f"algo.obs_type={obs_type} but the env observes shape {observation_space.shape}; "
+                              f"set env.kwargs.obs_type={obs_type} (or algo.obs_type to match the env)")
+        self._init_action_scaling(action_space, self.device)
+        self.obs_type, self.pixels = obs_type, pixels
+        self.hidden_dim, self.feature_dim, self.meta_dim = int(hidden_dim), int(feature_dim), int(meta_dim)
+        self.gamma, self.nstep, self.tau = float(gamma), int(nstep), float(tau)
+        self.stddev_schedule, self.stddev_clip = stddev_schedule, float(stddev_clip)
+        stddev_at(stddev_schedule, 0)  # refuses a malformed schedule now
+        self.init_critic, self.target_from_fresh_critic = bool(init_critic), bool(target_from_fresh_critic)
+        self.finetune_update_encoder = bool(finetune_update_encoder)
+        self.simultaneous_update = bool(simultaneous_update)
+        self.reward_free = False
+        self.env_step = 0
+        self.update_encoder = True
+
+        if pixels:
+            self.encoder = PixelEncoder(tuple(observation_space.shape)).to(self.device)
+            repr_dim, trunk_dim = self.encoder.repr_dim, self.feature_dim
+        else:
+            self.encoder = nn.Identity()
+            repr_dim, trunk_dim = self.obs_dim, self.hidden_dim
+        in_dim = repr_dim + self.meta_dim
+        act_dim = self.action_dim
+        self.actor = Actor(in_dim, act_dim, self.hidden_dim, trunk_dim, pixels).to(self.device)
+        self.critic = Critic(in_dim, act_dim, self.hidden_dim, self.feature_dim, pixels).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = adam(self.actor.parameters(), lr)
+        self.critic_opt = adam(self.critic.parameters(), lr)
+        self.encoder_opt = adam(self.encoder.parameters(), lr) if pixels else None
+        self.lr = float(lr)
+
+    # ------------------------------------------------------------------ URLB hooks
+    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
+        """Called once by the URLB regimes: reward-free pretraining or finetuning on the task reward,
+        the number of seed (warm-up) steps and the environment's episode length in agent steps."""
+        if reward_free:
+            raise ConfigError(f"{type(self).__name__} has no intrinsic reward and cannot pretrain reward-free; "
+                              "use algo=cic or algo=moss with regime=pretrain")
+        self.reward_free = False
+
+    def meta_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Replay columns of the meta (skill, mode); none for plain DDPG."""
+        return {}
+
+    def replay_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """The transition columns plus the meta columns (``OnlineRegime`` builds its storage from these)."""
+        obs_dtype = np.uint8 if self.pixels else np.float32
+        return transition_columns(tuple(self.observation_space.shape), tuple(self.action_space.shape),
+                                  obs_dtype=obs_dtype, extra=self.meta_columns())
+
+    def init_meta(self, episode_step: np.ndarray, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A new meta for every env (rows of arrays); the regime keeps the rows whose envs are due."""
+        return {}
+
+    def eval_meta(self, n: int) -> dict[str, np.ndarray]:
+        """The meta used when acting without one (evaluation)."""
+        return {}
+
+    def warmup_actions(self, obs: np.ndarray, meta: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Actions during the seed steps; None: uniform random (URLB)."""
+        return None
+
+    def observe_reward(self, reward: np.ndarray) -> None:
+        """The extrinsic reward of the step just taken (finetune skill searches use it)."""
+
+    # ------------------------------------------------------------------ acting
+    def _meta_tensor(self, meta: dict[str, Any] | None) -> torch.Tensor | None:
+        if self.meta_dim == 0:
+            return None
+        return torch.as_tensor(np.asarray(meta["skill"]), dtype=torch.float32, device=self.device)
+
+    def _policy_input(self, features: torch.Tensor, skill: torch.Tensor | None) -> torch.Tensor:
+        return features if skill is None else torch.cat([features, skill], dim=-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        obs_t = torch.as_tensor(obs, device=self.device).float()
+        if state is None:
+            state = self.eval_meta(obs_t.shape[0])
+        x = self._policy_input(self.encoder(obs_t), self._meta_tensor(state))
+        mu = self.actor(x)
+        action = mu if deterministic else sample_truncated(mu, stddev_at(self.stddev_schedule, self.env_step))
+        return self.to_env_action(action), state
+
+    # ------------------------------------------------------------------ learning
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Features of a batch of observations (pixels: random shift, then the conv encoder)."""
+        if self.pixels:
+            return self.encoder(random_shift(obs))
+        return obs.float()
+
+    def rl_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The reward the critic regresses on: the batch's n-step extrinsic return for DDPG."""
+        return batch.reward, {}
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        obs = self.encode(batch.obs)
+        with torch.no_grad():
+            next_obs = self.encode(batch.next_obs)
+        reward, metrics = self.rl_reward(batch, obs.detach(), next_obs)
+        if not self.update_encoder:
+            obs = obs.detach()
+        skill = batch.skill if self.meta_dim else None
+        x = self._policy_input(obs, skill)
+        x_next = self._policy_input(next_obs, skill)
+        metrics.update(self.update_actor_critic(x, self.from_env_action(batch.action), reward, batch.discount,
+                                                x_next))
+        return metrics
+
+    def update_actor_critic(self, x: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                            discount: torch.Tensor, x_next: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic + actor step and the target EMA (module docstring equations)."""
+        std = stddev_at(self.stddev_schedule, self.env_step)
+        with torch.no_grad():
+            next_action = sample_truncated(self.actor(x_next), std, self.stddev_clip)
+            target_q1, target_q2 = self.critic_target(x_next, next_action)
+            target = reward + discount * torch.min(target_q1, target_q2)
+        q1, q2 = self.critic(x, action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+
+        def actor_loss_fn() -> torch.Tensor:
+            policy_action = sample_truncated(self.actor(x.detach()), std, self.stddev_clip)
+            pq1, pq2 = self.critic(x.detach(), policy_action)
+            return -torch.min(pq1, pq2).mean()
+
+        if self.encoder_opt is not None:
+            self.encoder_opt.zero_grad(set_to_none=True)
+        if self.simultaneous_update:  # MOSS JAX: both gradients at the pre-update parameters
+            actor_loss = actor_loss_fn()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.critic_opt.zero_grad(set_to_none=True)  # drop the actor loss's critic gradients
+            critic_loss.backward()
+            self.critic_opt.step()
+            self.actor_opt.step()
+        else:  # URLB: critic first, then the actor against the updated critic
+            self.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_opt.step()
+            actor_loss = actor_loss_fn()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+        if self.encoder_opt is not None and self.update_encoder:
+            self.encoder_opt.step()
+        polyak_update(self.critic, self.critic_target, self.tau)
+        return {
+            "train/critic_loss": critic_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/q_mean": q1.detach().mean(),
+            "train/target_q": target.mean(),
+            "train/batch_reward": reward.detach().mean(),
+            "train/stddev": std,
+        }
+
+    def critic_for_diagnostics(self):
+        if self.meta_dim or self.pixels:
+            return None
+        return _Q1View(self.critic), self.actor
+
+    # ------------------------------------------------------------------ snapshots
+    def init_from_snapshot(self, state: dict[str, Any]) -> None:
+        """URLB's ``init_from`` (§1.8): copy the encoder, the whole actor and (``init_critic``) the critic
+        trunk from a pretrained agent's ``state_dict``; everything else stays as constructed."""
+        try:
+            if self.pixels:
+                self.encoder.load_state_dict(state["encoder"])
+            self.actor.load_state_dict(state["actor"])
+            if self.init_critic:
+                trunk = {k[len("trunk."):]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
+                self.critic.trunk.load_state_dict(trunk)
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"the snapshot's networks do not fit this {type(self).__name__}: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        if not self.target_from_fresh_critic:
+            self.critic_target.load_state_dict(self.critic.state_dict())
+        self.update_encoder = self.finetune_update_encoder or not self.pixels
