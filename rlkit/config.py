@@ -222,13 +222,16 @@ def config_fingerprint(cfg: DictConfig | dict) -> tuple[str, dict[str, Any]]:
     # keeps its expression, so extending the budget of a run stays resumable
     data = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig | ListConfig) else cfg
     flat = _flatten(data)
+    # a key set to null is the same as an absent one, so adding a new optional key to config.yaml does not
+    # make older runs unresumable
     kept = {k: v for k, v in flat.items()
-            if not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
+            if v is not None and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)}
     blob = json.dumps(kept, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16], kept
 
 
 def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two flattened configs (null and absent count as equal)."""
     keys = set(a) | set(b)
     return sorted(k for k in keys if a.get(k) != b.get(k))
 

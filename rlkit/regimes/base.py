@@ -166,12 +166,13 @@ class Regime:
                                keep=self.cfg.checkpoint.keep)
 
     def restore(self, payload: dict[str, Any]) -> None:
-        fingerprint, flat = config_fingerprint(self.cfg)
-        if payload.get("config_fingerprint") != fingerprint:
-            differing = diff_keys(payload.get("config_flat", {}), flat)
+        _, flat = config_fingerprint(self.cfg)
+        saved = {k: v for k, v in payload.get("config_flat", {}).items() if v is not None}
+        differing = diff_keys(saved, flat)
+        if differing:
             raise CheckpointError(
                 f"checkpoint in {self.run_dir} was written by a different configuration (differs in: "
-                f"{', '.join(differing[:8]) or '?'}); resume with the original settings or use a new run_dir"
+                f"{', '.join(differing[:8])}); resume with the original settings or use a new run_dir"
             )
         if payload.get("regime") != self.name:
             raise CheckpointError(f"checkpoint is from regime '{payload.get('regime')}', not '{self.name}'")
