@@ -14,7 +14,8 @@ Straight-through categorical (DreamerV3 "unimix"; STORM spec A.4.2), over the la
 * ``unimix_logits(l) = log((1 - u) softmax(l) + u / C)`` (``u = 0.01``);
 * ``straight_through_sample(l) = onehot(sample) + p - sg(p)``, ``p = softmax(l)``: the forward value is
   the one-hot sample and the gradient is that of ``p`` (Bengio et al. 2013);
-* ``categorical_kl(q, p) = sum_c q_c (log q_c - log p_c)`` per variable.
+* ``categorical_kl(q, p) = sum_c q_c (log q_c - log p_c)`` per variable;
+* ``sample_categorical(l)``: indices by Gumbel-max, ``argmax(l - log(-log u))``, ``u ~ U(0, 1)``.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ class TwoHotSymlog(nn.Module):
 
 def unimix_logits(logits: Tensor, mix: float = 0.01) -> Tensor:
     """``log((1 - mix) softmax(logits) + mix / C)`` over the last axis (``mix = 0``: log-softmax)."""
-    probs = F.softmax(logits.float(), dim=-1)
-    if mix > 0:
-        probs = (1.0 - mix) * probs + mix / logits.shape[-1]
+    if mix <= 0:
+        return F.log_softmax(logits.float(), dim=-1)
+    probs = (1.0 - mix) * F.softmax(logits.float(), dim=-1) + mix / logits.shape[-1]
     return torch.log(probs)
 
 

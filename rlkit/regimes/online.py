@@ -99,8 +99,9 @@ class OnlineRegime(Regime):
             "obs": self.obs, "action": action, "reward": reward, "next_obs": real_next,
             "terminated": terminated, "truncated": truncated,
         }
-        if "life_loss" in info:
-            transition["life_loss"] = info["life_loss"]
+        if "life_loss" in self.buffer.storage.columns:
+            # a sub-env that auto-reset in this step reports its reset info, which carries no life_loss
+            transition["life_loss"] = info.get("life_loss", np.zeros(self.num_envs, dtype=bool))
         transition.update(self.extra_columns())
         self.last_transition = transition
         self.buffer.add(**{k: np.asarray(v) for k, v in transition.items() if k in self.buffer.storage.columns})
