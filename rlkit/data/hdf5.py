@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from rlkit.errors import DatasetError
+from rlkit.utils import atomic_path
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 OPTIONAL_KEYS = ("timeouts", "next_observations")
@@ -130,16 +130,6 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def atomic_path(path: Path) -> Path:
-    """An unused temporary file name next to ``path`` (same directory, so ``os.replace`` is atomic).
-
-    The file is not created here, so whoever writes it gets the usual umask permissions (``mkstemp``
-    would leave a shared dataset cache readable by its owner only).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-
-
 def write_raw(path: str | os.PathLike, data: Mapping[str, Any], compression: str | None = None) -> Path:
     """Write ``{key: array}`` to ``path`` atomically (temp file in the same directory, then ``os.replace``).
 
@@ -148,22 +138,16 @@ def write_raw(path: str | os.PathLike, data: Mapping[str, Any], compression: str
     """
     h5py = _h5py()
     path = Path(path)
-    tmp = atomic_path(path)
-    try:
-        with h5py.File(tmp, "w") as handle:
-            for key, value in data.items():
-                if isinstance(value, str):
-                    handle.create_dataset(key, data=value, dtype=h5py.string_dtype("utf-8"))
-                    continue
-                arr = np.asarray(value)
-                if arr.ndim == 0:
-                    handle.create_dataset(key, data=arr)
-                else:
-                    handle.create_dataset(key, data=arr, compression=compression)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        for key, value in data.items():
+            if isinstance(value, str):
+                handle.create_dataset(key, data=value, dtype=h5py.string_dtype("utf-8"))
+                continue
+            arr = np.asarray(value)
+            if arr.ndim == 0:
+                handle.create_dataset(key, data=arr)
+            else:
+                handle.create_dataset(key, data=arr, compression=compression)
     return path
 
 

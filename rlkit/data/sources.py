@@ -17,6 +17,7 @@ Every returned dataset has ``provenance`` with at least ``source`` (d4rl | minar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -38,8 +39,9 @@ from rlkit.data.d4rl import (
 )
 from rlkit.data.dataset import Dataset
 from rlkit.data.download import download_file, sha256_of
-from rlkit.data.hdf5 import atomic_path, list_keys, read_provenance
+from rlkit.data.hdf5 import list_keys, read_provenance
 from rlkit.errors import ConfigError, DatasetError, choices_hint
+from rlkit.utils import atomic_write_text
 
 SOURCES = ("auto", "d4rl", "minari", "collected", "file")
 DATA_ENV = "RLKIT_DATA"
@@ -99,12 +101,8 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
         return {"size": stat.st_size, "sha256": entry["sha256"]}
     digest = sha256_of(path)
     index[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-    try:
-        tmp = atomic_path(index_path)
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-        os.replace(tmp, index_path)
-    except OSError:
-        pass  # a read-only cache only costs re-hashing next time
+    with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing next time
+        atomic_write_text(index_path, json.dumps(index, indent=1, sort_keys=True))
     return {"size": stat.st_size, "sha256": digest}
 
 
