@@ -120,8 +120,24 @@ class KVCache:
         return KVCache(self.k.detach(), self.v.detach(), self.length)
 
 
+class _RecurrentState:
+    """What the recurrent states share: the token counter as position, and tensor-wise clone/detach."""
+
+    count: int
+
+    @property
+    def position(self) -> int:
+        return self.count
+
+    def clone(self):
+        return _map_tensors(self, Tensor.clone)
+
+    def detach(self):
+        return _map_tensors(self, Tensor.detach)
+
+
 @dataclass
-class LinearState:
+class LinearState(_RecurrentState):
     """Recurrent state of ``focused_linear`` and ``inline`` (spec 6.3, 7.3).
 
     ``S`` = sum_j phi(k_j)^T v_j [B, H, d_k, d_v]; ``z`` = sum_j phi(k_j) [B, H, d_k];
@@ -157,19 +173,9 @@ class LinearState:
             conv_cache_zeros(batch, conv_kernel, heads, dim_v, device, dtype),
         )
 
-    @property
-    def position(self) -> int:
-        return self.count
-
-    def clone(self) -> LinearState:
-        return _map_tensors(self, Tensor.clone)
-
-    def detach(self) -> LinearState:
-        return _map_tensors(self, Tensor.detach)
-
 
 @dataclass
-class AgentState:
+class AgentState(_RecurrentState):
     """Online-softmax state of causal agent attention (spec 8.2), per batch, head and agent.
 
     ``m``: running max [B, H, n]; ``l``: running denominator [B, H, n]; ``acc``: running numerator
@@ -203,19 +209,9 @@ class AgentState:
             conv_cache_zeros(batch, conv_kernel, heads, dim_v, device, dtype),
         )
 
-    @property
-    def position(self) -> int:
-        return self.count
-
-    def clone(self) -> AgentState:
-        return _map_tensors(self, Tensor.clone)
-
-    def detach(self) -> AgentState:
-        return _map_tensors(self, Tensor.detach)
-
 
 @dataclass
-class GLAState:
+class GLAState(_RecurrentState):
     """Recurrent state of gated linear attention (spec 4.2): ``S`` [B, H, d_k, d_v] float32."""
 
     S: Tensor
@@ -233,16 +229,6 @@ class GLAState:
         dtype: torch.dtype = torch.float32,
     ) -> GLAState:
         return cls(torch.zeros(batch, heads, dim_k, dim_v, device=device, dtype=acc_dtype(dtype)), 0)
-
-    @property
-    def position(self) -> int:
-        return self.count
-
-    def clone(self) -> GLAState:
-        return _map_tensors(self, Tensor.clone)
-
-    def detach(self) -> GLAState:
-        return _map_tensors(self, Tensor.detach)
 
 
 AttentionState = KVCache | LinearState | AgentState | GLAState
