@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint
 from rlkit.errors import CheckpointError, ConfigError
-from rlkit.evaluation.evaluate import evaluate
+from rlkit.evaluation.evaluate import episode_seed_base, evaluate
 from rlkit.regimes.base import build_algorithm, env_kwargs
 from rlkit.utils import resolve_device
 
@@ -41,7 +41,7 @@ def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str
             raise CheckpointError(f"checkpoint '{ckpt}' does not match the run's algorithm: "
                                   f"{str(exc).splitlines()[0]}") from exc
         score = cfg.env.get("score") or {}
-        base_seed = 1_000_000 + 1000 * int(cfg.seed) if seed is None else seed
+        base_seed = episode_seed_base(cfg.seed) if seed is None else seed
         n = int(episodes or cfg.eval.final_episodes or cfg.eval.episodes)
         result = evaluate(algo, env, n, seed=base_seed, deterministic=bool(cfg.eval.deterministic),
                           score_table=score.get("table"), score_task=score.get("task"))

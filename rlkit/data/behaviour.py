@@ -24,30 +24,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 
 from rlkit.checkpoint import checkpoint_path, load_checkpoint
-from rlkit.data.collect import POLICY_DIR
+from rlkit.data.collect import POLICY_DIR, export_policy
 from rlkit.data.hdf5 import write_d4rl
 from rlkit.errors import DatasetError
 from rlkit.evaluation.scores import reference
 from rlkit.logger import read_metrics
-from rlkit.utils import atomic_write_bytes
 
 
 def eval_curve(run_dir: Path) -> list[tuple[int, float, float]]:
     """``(step, return_mean, return_std)`` of every periodic evaluation of a run."""
     return [(r["step"], r["eval/return_mean"], r["eval/return_std"]) for r in read_metrics(run_dir / "metrics.jsonl")
             if "eval/return_mean" in r]
-
-
-def _save_actor(payload: dict[str, Any], algo_cfg: dict[str, Any], path: Path, **info: Any) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({"algo_config": algo_cfg, "actor": payload["algo"]["actor"], **info}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def replay_to_d4rl(payload: dict[str, Any], path: Path, provenance: dict[str, Any]) -> int:
@@ -84,7 +74,7 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
         info = {"task": task, "level": level, "train_steps": step, "eval_return_mean": mean,
                 "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
                 "normalized_score": float(100 * (mean - low) / (high - low))}
-        _save_actor(payload, algo_cfg, out_dir / f"{task}-{level}.pt", **info)
+        export_policy(payload["algo"]["actor"], algo_cfg, out_dir / f"{task}-{level}.pt", **info)
         summary[level] = info
         if level == "medium":
             rows = replay_to_d4rl(payload, out_dir / f"{task}-medium-replay.hdf5",

@@ -100,14 +100,15 @@ def load_policy(source: str | Path, env) -> BehaviourPolicy:
     return BehaviourPolicy(algo, {"policy": source.name, **info})
 
 
-def export_policy(algo, algo_config: dict[str, Any], path: Path, **info: Any) -> Path:
-    """Save an algorithm's actor in the shipped-policy format (atomic)."""
+def export_policy(actor_state: dict[str, Any], algo_config: dict[str, Any], path: Path, **info: Any) -> Path:
+    """Save an actor's ``state_dict`` in the shipped-policy format ``{"algo_config", "actor", **info}``
+    (atomic); :func:`load_policy` rebuilds the algorithm from ``algo_config`` and loads the actor."""
     import io
 
     from rlkit.utils import atomic_write_bytes
 
     buffer = io.BytesIO()
-    torch.save({"algo_config": algo_config, "actor": algo.actor.state_dict(), **info}, buffer)
+    torch.save({"algo_config": algo_config, "actor": actor_state, **info}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 

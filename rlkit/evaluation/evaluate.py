@@ -47,6 +47,11 @@ class EvalResult:
         return out
 
 
+def episode_seed_base(run_seed: int) -> int:
+    """Seed of evaluation episode 0 of a run (episode ``j`` uses ``base + j``), apart from training seeds."""
+    return 1_000_000 + 1000 * int(run_seed)
+
+
 def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool = True,
              score_table: str | None = None, score_task: str | None = None) -> EvalResult:
     """Run ``episodes`` full episodes of ``algo`` on the sub-envs of ``env`` (autoreset disabled)."""

@@ -25,7 +25,7 @@ import envs
 from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import config_fingerprint, diff_keys
 from rlkit.errors import CheckpointError, ConfigError
-from rlkit.evaluation.evaluate import EvalResult, evaluate
+from rlkit.evaluation.evaluate import EvalResult, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
 from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -133,7 +133,7 @@ class Regime:
 
     def evaluate(self, episodes: int) -> EvalResult:
         score = self.cfg.env.get("score") or {}
-        seed = 1_000_000 + 1000 * int(self.cfg.seed)
+        seed = episode_seed_base(self.cfg.seed)
         return evaluate(self.algo, self.eval_env, episodes, seed=seed, deterministic=self.cfg.eval.deterministic,
                         score_table=score.get("table"), score_task=score.get("task"))
 
