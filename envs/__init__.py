@@ -67,6 +67,16 @@ def make(name: str, **kwargs: Any) -> gym.Env:
                        ) from exc
 
 
+def protocol_label(name: str) -> str | None:
+    """The benchmark-protocol label of an env name (``atari100k-pong`` -> ``atari100k-storm``), or None
+    for envs that have a single protocol (MuJoCo, dm_control, gymnasium ids)."""
+    if name.lower().startswith(("atari100k-", "atari-spr-")):
+        from envs.atari import protocol_of
+
+        return protocol_of(name)
+    return None
+
+
 def make_vector(name: str, num_envs: int, autoreset: bool = True, **kwargs: Any) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make(name)`` in a synchronous vector env.
 

@@ -19,7 +19,12 @@ own sticky actions off; frame skipping, sticky actions, pooling and resizing hap
 * no no-op starts, no reward clipping, no frame stacking;
 * episodes are capped at 108,000 frames (27,000 agent steps), reported as ``truncated``;
 * a life loss does not end the episode; ``info["life_loss"]`` flags it (STORM ORs it into the stored
-  termination bit; that is the regime's business). ``info["lives"]`` has the lives left.
+  termination bit; that is the regime's business). ``info["lives"]`` has the lives left;
+* ``reseed_every_reset=True`` (the protocol's default, spec A.9.7): a reset without a seed re-uses the last
+  seed given, as STORM's training loop re-seeds its env identically at every reset. Every episode then
+  starts from the same emulator state with the same sticky-action random stream; only the agent's actions
+  make episodes differ. Resets with an explicit seed (rlkit's evaluation) are unaffected.
+  ``env.kwargs.reseed_every_reset=false`` gives a fresh random stream per episode.
 
 ``atari-spr-<game>`` -- the SPR / DER protocol (``specs/world_models.md`` Part B, SPR defaults), label
 ``atari100k-spr``:
@@ -79,12 +84,14 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.25, "frame_skip": 4,
         "max_pool_last": 2, "noop_max": 0, "observation": "rgb uint8 (64, 64, 3) HWC, area resize",
         "frame_stack": 1, "clip_rewards": False, "terminal_on_life_loss": False,
-        "max_episode_frames": MAX_EPISODE_FRAMES, "source": "specs/world_models.md A.2 (STORM)",
+        "reseed_every_reset": True, "max_episode_frames": MAX_EPISODE_FRAMES,
+        "source": "specs/world_models.md A.2, A.9.7 (STORM)",
     },
     "atari100k-spr": {
         "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.0, "frame_skip": 4,
         "max_pool_last": 2, "noop_max": 30, "observation": "grayscale uint8 (4, 84, 84), area resize",
         "frame_stack": 4, "clip_rewards": "training only", "terminal_on_life_loss": "training only",
+        "reseed_every_reset": False,
         "max_episode_frames": MAX_EPISODE_FRAMES, "source": "specs/world_models.md B.4 (SPR defaults)",
     },
 }
@@ -194,12 +201,13 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, *, protocol: str, frame_skip: int = 4,
                  repeat_action_probability: float = 0.25, noop_max: int = 0, grayscale: bool = False,
-                 size: int = 64, clip_rewards: bool = False, terminal_on_life_loss: bool = False) -> None:
+                 size: int = 64, clip_rewards: bool = False, terminal_on_life_loss: bool = False,
+                 reseed_every_reset: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, protocol=protocol, frame_skip=frame_skip,
             repeat_action_probability=repeat_action_probability, noop_max=noop_max, grayscale=grayscale,
             size=size, clip_rewards=clip_rewards,
-            terminal_on_life_loss=terminal_on_life_loss)
+            terminal_on_life_loss=terminal_on_life_loss, reseed_every_reset=reseed_every_reset)
         gym.Wrapper.__init__(self, env)
         ale = env.unwrapped.ale
         if ale.getFloat("repeat_action_probability") != 0.0 or env.unwrapped._frameskip != 1:
@@ -211,6 +219,7 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.noop_max = int(noop_max)
         self.grayscale, self.size = grayscale, int(size)
         self.clip_rewards, self.terminal_on_life_loss = clip_rewards, terminal_on_life_loss
+        self.reseed_every_reset = bool(reseed_every_reset)
         self._action_set = env.unwrapped._action_set
         self._noop = ale_py.Action.NOOP
         h, w = ale.getScreenDims()
@@ -223,6 +232,7 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._lives = 0
         self._game_over = True
         self._last_obs = np.zeros(shape, np.uint8)
+        self._reset_seed: int | None = None  # the last explicit reset seed (reseed_every_reset)
 
     @property
     def ale(self) -> ale_py.ALEInterface:
@@ -242,6 +252,10 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if seed is None and not self._game_over:  # after a life-loss end (training): keep playing
             info = {"protocol": self.protocol, "lives": self._lives, "soft_reset": True}
             return self._last_obs.copy(), info
+        if seed is not None:
+            self._reset_seed = int(seed)
+        elif self.reseed_every_reset:
+            seed = self._reset_seed
         _, info = self.env.reset(seed=seed, options=options)
         self._executed = self._noop
         if self.noop_max > 0:
@@ -290,12 +304,13 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def get_rlkit_state(self) -> dict[str, Any]:
         # The screen buffers are rewritten before they are read in every step, so they are not saved.
         return {"executed": self._executed.value, "lives": self._lives, "game_over": self._game_over,
-                "last_obs": self._last_obs.copy()}
+                "last_obs": self._last_obs.copy(), "reset_seed": self._reset_seed}
 
     def set_rlkit_state(self, state: dict[str, Any]) -> None:
         self._executed = ale_py.Action(state["executed"])
         self._lives, self._game_over = state["lives"], state["game_over"]
         self._last_obs = state["last_obs"].copy()
+        self._reset_seed = state.get("reset_seed")
 
 
 def _base_env(name: str, **kwargs: Any) -> gym.Env:
@@ -309,14 +324,16 @@ def _base_env(name: str, **kwargs: Any) -> gym.Env:
                        f"{choices_hint(ATARI100K_GAMES)}") from exc
 
 
-def make_atari100k(name: str, *, repeat_action_probability: float = 0.25, **kwargs: Any) -> AtariProtocolEnv:
+def make_atari100k(name: str, *, repeat_action_probability: float = 0.25, reseed_every_reset: bool = True,
+                   **kwargs: Any) -> AtariProtocolEnv:
     """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards).
 
     ``repeat_action_probability`` is exposed for tests and ablations; the protocol value is 0.25.
+    ``reseed_every_reset`` (A.9.7, the reference's behaviour) re-uses the last seed at seedless resets.
     """
     return AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-storm", frame_skip=4,
                             repeat_action_probability=repeat_action_probability, noop_max=0,
-                            grayscale=False, size=64)
+                            grayscale=False, size=64, reseed_every_reset=reseed_every_reset)
 
 
 def make_atari_spr(name: str, *, training: bool = False, clip_rewards: bool | None = None,

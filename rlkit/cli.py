@@ -1,7 +1,7 @@
 """The ``rlkit`` command line.
 
     rlkit train algo=NAME env=NAME [key=value ...]     train one run (Hydra overrides)
-    rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib launcher)
+    rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib, or hydra/launcher=slurm)
     rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy
     rlkit list [algos|envs|samplers]                    registered options with descriptions
     rlkit report RUN_DIR [RUN_DIR ...]                  aggregate runs into tables and curves
@@ -35,10 +35,13 @@ common overrides:
   eval.episodes=INT        episodes per evaluation
   run_dir=PATH             where the run is written (default runs/<env>/<algo>/seed<seed>-<time>)
   resume=true              continue the newest checkpoint in run_dir, bit for bit on CPU
+  resume=auto              continue it if run_dir holds one, else start (requeued cluster jobs)
+  eval.protocol=NAME       assigned (unbiased, default) | first_finished (STORM's evaluation)
   algo.<param>=VALUE       any algorithm hyperparameter (see configs/algo/<name>.yaml)
 
 options:
-  -m, --multirun           sweep comma-separated values (seed=0,1,2) with the joblib launcher
+  -m, --multirun           sweep comma-separated values (seed=0,1,2); local joblib processes by
+                           default, or hydra/launcher=slurm (a Slurm array job, needs .[cluster])
   --cfg                    print the composed config and exit
   --debug                  show Python tracebacks
 
@@ -46,6 +49,8 @@ examples:
   rlkit train algo=sac env=pendulum
   rlkit train algo=td3bc env=hopper-medium train.steps=100000 seed=1
   rlkit train -m algo=iql env=hopper-medium seed=0,1,2
+  rlkit train -m hydra/launcher=slurm resume=auto hydra.launcher.partition=gpu algo=storm \
+      env=atari100k-pong,atari100k-breakout seed=0,1,2,3,4
   rlkit list
 """
 
@@ -148,9 +153,37 @@ def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
+#: launchers a sweep may name with ``hydra/launcher=NAME``, and what each needs
+LAUNCHERS = {
+    "joblib": "local processes (the default)",
+    "slurm": "rlkit's Slurm preset (configs/hydra/launcher/slurm.yaml) through submitit",
+    "submitit_slurm": "hydra-submitit-launcher's bare Slurm launcher",
+    "submitit_local": "submitit's local executor (try a Slurm sweep on one machine)",
+}
+
+
+def check_launcher(overrides: list[str]) -> None:
+    """Refuse, in one line, a launcher that is unknown or cannot start here (plugin or Slurm missing)."""
+    import importlib.util
+    import shutil
+
+    names = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "hydra/launcher"]
+    if not names:
+        return
+    name = names[-1]
+    if name not in LAUNCHERS:
+        raise RlkitError(f"unknown hydra/launcher '{name}'; choose one of: {', '.join(LAUNCHERS)}")
+    if name != "joblib" and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        raise RlkitError(f"hydra/launcher={name} needs the submitit plugin: pip install -e '.[cluster]'")
+    if name in ("slurm", "submitit_slurm") and shutil.which("srun") is None:
+        raise RlkitError(f"hydra/launcher={name} needs Slurm, and 'srun' is not on PATH: launch from a "
+                         "Slurm login node, or try the sweep here with hydra/launcher=submitit_local")
+
+
 def _multirun(overrides: list[str]) -> int:
     from rlkit.config import compose
 
+    check_launcher(overrides)
     jobs = _sweep_jobs(overrides)
     for job in jobs:  # validate every combination before launching anything
         compose(job)

@@ -29,6 +29,8 @@ from rlkit.errors import ConfigError, choices_hint
 GROUPS = ("algo", "env", "sampler")
 ENUMS = {
     "device": ("auto", "cpu", "cuda"),
+    "eval.protocol": ("assigned", "first_finished"),
+    "resume": (False, True, "auto"),
     "regime": (None, "offline", "online", "offline_to_online", "pretrain", "finetune"),
 }
 #: keys that may differ between a checkpoint's config and the resumed run's config
@@ -186,7 +188,7 @@ def validate(cfg: DictConfig) -> None:
                               f"{', '.join(str(c) for c in choices)}")
     base = _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
     for key, default in base.items():
-        if default is None or isinstance(default, str) and "${" in default:
+        if default is None or isinstance(default, str) and "${" in default or key in ENUMS:
             continue
         value = OmegaConf.select(cfg, key, throw_on_missing=False)
         if value is None:

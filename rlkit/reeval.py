@@ -44,7 +44,8 @@ def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str
         base_seed = episode_seed_base(cfg.seed) if seed is None else seed
         n = int(episodes or cfg.eval.final_episodes or cfg.eval.episodes)
         result = evaluate(algo, env, n, seed=base_seed, deterministic=bool(cfg.eval.deterministic),
-                          score_table=score.get("table"), score_task=score.get("task"))
+                          score_table=score.get("table"), score_task=score.get("task"),
+                          protocol=str(cfg.eval.get("protocol", "assigned")))
     finally:
         env.close()
     return {"run_dir": str(run_dir), "checkpoint": str(ckpt), "step": int(payload["step"]),

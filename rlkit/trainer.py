@@ -5,12 +5,14 @@ The core never imports ``algorithms/``: the algorithm class is found from ``cfg.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlkit.checkpoint import latest_checkpoint
 from rlkit.config import to_yaml
 from rlkit.errors import ConfigError
 from rlkit.regimes import regime_class
@@ -23,8 +25,33 @@ def default_run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.runs_root) / str(cfg.env.name) / str(cfg.algo.name) / f"seed{cfg.seed}-{stamp}"
 
 
+def resolve_auto_resume(cfg: DictConfig) -> None:
+    """``resume=auto`` (for cluster jobs that may be requeued): becomes ``true`` when ``run_dir`` holds a
+    checkpoint, else ``false``. The files of an earlier attempt that never reached a checkpoint (it cannot
+    be continued) are moved to ``run_dir/abandoned-<time>/``, not deleted, and the run starts afresh."""
+    if cfg.resume != "auto":
+        return
+    run_dir = Path(str(cfg.run_dir)) if cfg.run_dir else None
+    if run_dir is not None and latest_checkpoint(run_dir / "checkpoints") is not None:
+        cfg.resume = True
+        return
+    cfg.resume = False
+    if run_dir is None:
+        return
+    leftovers = [run_dir / name for name in ("metrics.jsonl", "tb", "checkpoints", "summary.json")
+                 if (run_dir / name).exists()]
+    if leftovers:
+        aside = run_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in leftovers:
+            path.rename(aside / path.name)
+        print(f"rlkit: resume=auto: '{run_dir}' held no checkpoint; its files moved to '{aside}', starting "
+              "the run", file=sys.stderr)
+
+
 def prepare_run_dir(cfg: DictConfig) -> Path:
     """Resolve and create the run directory; refuse to overwrite a run or to resume nothing."""
+    resolve_auto_resume(cfg)
     if cfg.run_dir:
         run_dir = Path(str(cfg.run_dir))
     elif cfg.resume:

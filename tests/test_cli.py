@@ -39,6 +39,9 @@ def test_list_shows_registered_options(capsys):
         (["train", "train.steps=abc"], "bad value for 'train.steps'"),
         (["train", "train.steps=-5"], "must be a positive integer"),
         (["train", "device=tpu"], "bad value for 'device'"),
+        (["train", "eval.protocol=best_of"], "bad value for 'eval.protocol'"),
+        (["train", "resume=maybe"], "bad value for 'resume'"),
+        (["train", "-m", "hydra/launcher=pbs", "seed=0,1"], "unknown hydra/launcher 'pbs'"),
         (["train", "--frobnicate"], "unknown option '--frobnicate'"),
         (["train", "resume=true"], "resume=true needs"),
         (["frobnicate"], "unknown command 'frobnicate'"),
@@ -83,3 +86,12 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path):
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
     code, _, err = run_cli(capsys, "train", f"run_dir={run}")
     assert code == 2 and "already holds a run" in err
+
+
+def test_slurm_launcher_without_slurm_is_one_line(capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # a machine without Slurm (like CI)
+    code, _, err = run_cli(capsys, "train", "-m", "hydra/launcher=slurm", "seed=0,1")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs" in err and "srun" in err and "submitit_local" in err

@@ -146,6 +146,37 @@ def test_atari100k_seeding_reproduces_rollouts():
     assert not all(np.array_equal(x, y) for x, y in zip(ra, rollout(b, 4)))
 
 
+def test_reseed_every_reset_replays_the_seeded_episode():
+    """A.9.7: with the flag (the STORM protocol's default) a seedless reset re-uses the last seed, so the
+    same actions give the same episode (emulator start and sticky-action stream); without it they differ.
+    The remembered seed is part of the exact-resume state."""
+    from envs.state import get_env_state, set_env_state
+
+    def rollout(env, seed=None):  # one whole episode (a seedless reset mid-game would continue it)
+        out = [env.reset(seed=seed)[0]]
+        actions, done = np.random.default_rng(0), False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(int(actions.integers(4)))
+            out += [obs, r]
+            done = terminated or truncated
+        return out
+
+    def same(x, y):
+        return len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y))
+
+    fixed = envs.make("atari100k-breakout")
+    assert fixed.reseed_every_reset and atari.PROTOCOLS["atari100k-storm"]["reseed_every_reset"]
+    first = rollout(fixed, seed=3)
+    assert same(first, rollout(fixed))           # seedless reset: the seed-3 episode again
+    fresh = envs.make("atari100k-breakout", reseed_every_reset=False)
+    assert same(first, rollout(fresh, seed=3))
+    assert not same(first, rollout(fresh))       # a new sticky-action stream
+    assert not same(rollout(fixed, seed=4), first)  # an explicit seed still wins, and is remembered
+    resumed = envs.make("atari100k-breakout")
+    set_env_state(resumed, get_env_state(fixed))
+    assert same(rollout(resumed), rollout(fixed, seed=4))
+
+
 def test_episode_frame_cap_is_truncation():
     assert envs.make("atari100k-pong").unwrapped.ale.getInt("max_num_frames_per_episode") == 108_000
     assert envs.make("atari-spr-pong").unwrapped.ale.getInt("max_num_frames_per_episode") == 108_000

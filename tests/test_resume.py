@@ -88,3 +88,57 @@ def test_changed_config_and_corrupt_checkpoint_are_refused(compose_cfg, tmp_path
     newest.write_bytes(newest.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=true"))
+
+
+def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose_cfg, monkeypatch, tmp_path,
+                                                                         random_hopper_file):
+    """A Slurm/submitit preemption: SIGUSR2 arrives mid-step; the run finishes that step, saves a checkpoint,
+    then hands the signal to the handler installed before it (submitit's requeue, here a stand-in that
+    exits). The requeued job, the same command with ``resume=auto``, ends exactly as an uninterrupted run."""
+    import os
+    import signal
+
+    overrides = offline_overrides(random_hopper_file)
+    trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'full'}"))
+
+    forwarded = []
+
+    def requeue_and_exit(signum, frame):
+        forwarded.append(signum)
+        raise SystemExit(-1)
+
+    original = OfflineRegime.train_step
+
+    def train_step(self):
+        if self.step == 137:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return original(self)
+
+    cut = tmp_path / "cut"
+    previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(OfflineRegime, "train_step", train_step)
+            with pytest.raises(SystemExit):
+                trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=auto"))
+        assert forwarded == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is requeue_and_exit  # restored for the requeue
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir())[-1] == "step_0000000138.pt"
+    assert json.loads((cut / "summary.json").read_text())["finished"] is False
+    resumed = trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=auto"))
+    assert resumed["finished"] is True and resumed["steps"] == 300
+    assert records(tmp_path / "full") == records(cut)
+
+
+def test_auto_resume_starts_fresh_and_keeps_an_uncheckpointed_attempt(compose_cfg, tmp_path, random_hopper_file):
+    overrides = offline_overrides(random_hopper_file) + ["train.steps=60", "eval.interval=0"]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 50, "train/loss": 1.0}\n')  # killed before a checkpoint
+    summary = trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=auto"))
+    assert summary["finished"] is True and summary["steps"] == 60
+    aside = list(run_dir.glob("abandoned-*/metrics.jsonl"))
+    assert len(aside) == 1 and '"step": 50' in aside[0].read_text()
+    assert '"step": 50, "train/loss": 1.0' not in (run_dir / "metrics.jsonl").read_text()

@@ -512,6 +512,9 @@ def test_reduced_end_to_end_atari_run(compose_cfg, tmp_path):
     assert summary["finished"] and summary["steps"] == 2000
     hns = (summary["final_return"] + 20.7) / (14.6 + 20.7)
     assert summary["final_normalized_score"] == pytest.approx(hns)
+    # the reference's evaluation (A.9.8) and env seeding (A.9.7), labelled with the score
+    assert summary["eval_protocol"] == "atari100k-storm; first 1 finished over 1 envs; sampled policy"
+    assert cfg.env.kwargs.reseed_every_reset is True
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     updates = [r for r in logged if "wm/loss" in r and "agent/policy" in r]
     assert updates and all(np.isfinite(r["wm/loss"]) for r in updates)

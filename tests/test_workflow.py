@@ -36,6 +36,7 @@ def test_multirun_writes_one_run_per_seed(sweep):
         summary = json.loads(p.read_text())
         assert summary["dataset_provenance"]["source"] == "collected"
         assert summary["versions"]["torch"]
+        assert summary["eval_protocol"] == "2 assigned episodes; deterministic policy"
 
 
 def test_report_aggregates_the_sweep(sweep):
@@ -43,6 +44,7 @@ def test_report_aggregates_the_sweep(sweep):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| bc | hopper-random | 2 |" in proc.stdout
+    assert "| 2 assigned episodes; deterministic policy |" in proc.stdout
     assert (sweep / "multirun" / "report.md").exists()
     assert (sweep / "multirun" / "report.csv").exists()
     assert (sweep / "multirun" / "learning_curves.png").stat().st_size > 1000
@@ -56,3 +58,35 @@ def test_eval_reproduces_the_final_evaluation(sweep):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["returns"] == pytest.approx(summary["final_returns"])
+
+
+def test_submitit_local_sweep_runs_each_job(tmp_path):
+    """The cluster path end to end without a cluster: submitit's local executor runs each job of the sweep
+    as its own process, with the same job function (and resume=auto) a Slurm array job uses."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cmd = [sys.executable, "-m", "rlkit.cli", "train", "-m", "hydra/launcher=submitit_local", "resume=auto",
+           "seed=0,1", "algo=sac", "env=pendulum", "train.steps=300", "train.warmup_steps=100",
+           "eval.interval=0", "eval.episodes=1", "eval.num_envs=1", "algo.hidden=[32,32]",
+           "logging.progress=false", "num_threads=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/summary.json"))]
+    assert [s["seed"] for s in summaries] == [0, 1]
+    assert all(s["finished"] and s["steps"] == 300 for s in summaries)
+    assert summaries[0]["final_returns"] != summaries[1]["final_returns"]
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit's job folders
+
+
+def test_slurm_preset_composes_to_submitits_slurm_launcher():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from rlkit.config import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
+    assert launcher.signal_delay_s >= 60  # time to finish a step and write a checkpoint before the kill

@@ -50,9 +50,12 @@ Reference quirks (spec A.9) as flags, each defaulting to the reference behaviour
 * ``imagine_kv_cache=True``: imagine with the incremental KV-cached ``step``; False re-runs the whole
   token history at every imagined step (what a cache-less implementation costs; same outputs).
 
-Quirks outside the algorithm: A.9.7 (re-seeding the training env at every reset) belongs to the env
-(``envs/atari.py``) and is not reproduced; A.9.8 (evaluation counts the first 20 episodes to finish) is
-replaced by rlkit's unbiased evaluation of 20 assigned episodes (:mod:`rlkit.evaluation.evaluate`).
+Quirks outside the algorithm, also at the reference behaviour: A.9.7 (the training env is re-seeded
+identically at every reset) is the ``atari100k-*`` envs' ``reseed_every_reset=True``
+(:mod:`envs.atari`); A.9.8 (evaluation scores the first 20 episodes to finish over 5 envs, with the
+sampled policy) is ``eval.protocol=first_finished`` in ``configs/algo/storm.yaml``
+(:func:`rlkit.evaluation.evaluate.evaluate`); ``eval.protocol=assigned`` gives rlkit's unbiased
+evaluation of 20 assigned episodes instead. Each summary labels the protocol its score was measured with.
 Observations must be uint8 frames (H, W, C) with H = W divisible by 2^len(encoder_channels); the
 replay sequence samplers need one collection env (``train.num_envs=1``, the paper's setting).
 """

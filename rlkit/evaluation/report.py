@@ -50,11 +50,12 @@ def _score(summary: dict[str, Any]) -> float:
 
 
 def per_task_rows(summaries: list[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    # runs measured under different evaluation protocols are never averaged together
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        groups[(s["algo"], s["env"])].append(s)
+        groups[(s["algo"], s["env"], s.get("eval_protocol") or "")].append(s)
     rows = []
-    for (algo, env), items in sorted(groups.items()):
+    for (algo, env, _), items in sorted(groups.items()):
         scores = np.array([_score(s) for s in items])
         best = np.array([s.get("best_score") if s.get("best_score") is not None else np.nan for s in items])
         point, low, high = st.stratified_bootstrap_ci(scores[:, None], st.mean, reps=reps)
@@ -67,6 +68,7 @@ def per_task_rows(summaries: list[dict[str, Any]], reps: int) -> list[dict[str, 
             "steps": int(np.mean([s["steps"] for s in items])),
             "wall_time_s": float(np.mean([s["wall_time_s"] for s in items])),
             "provenance": (items[0].get("dataset_provenance") or {}).get("source"),
+            "protocol": items[0].get("eval_protocol"),
         })
     return rows
 
@@ -201,13 +203,13 @@ def build_report(paths: list[str], out_dir: str | None = None, reps: int = 2000)
     task_rows = per_task_rows(summaries, reps)
     agg_rows = aggregate_rows(summaries, reps)
     lines = ["# rlkit report", "", f"{len(summaries)} runs.", "", "## Per task (final evaluation)", "",
-             "| algo | env | seeds | score mean ± std | 95% CI | best (mean) | steps | data |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| algo | env | seeds | score mean ± std | 95% CI | best (mean) | steps | data | protocol |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in task_rows:
         unit = f" ({r['table']})" if r["normalized"] else " (return)"
         lines.append(f"| {r['algo']} | {r['env']} | {r['seeds']} | {_fmt(r['final_mean'])} ± "
                      f"{_fmt(r['final_std'])}{unit} | [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
-                     f"{_fmt(r['best_mean'])} | {r['steps']} | {r['provenance'] or '-'} |")
+                     f"{_fmt(r['best_mean'])} | {r['steps']} | {r['provenance'] or '-'} | {r['protocol'] or '-'} |")
     if agg_rows:
         lines += ["", "## Aggregate over tasks (normalized scores, 95% stratified bootstrap CIs)", "",
                   "| algo | tasks | seeds | mean | median | IQM | optimality gap |", "|---|---|---|---|---|---|---|"]

@@ -9,6 +9,7 @@ algorithm's losses; the algorithm never owns a loop.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import envs
 from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import config_fingerprint, diff_keys
 from rlkit.errors import CheckpointError, ConfigError
-from rlkit.evaluation.evaluate import EvalResult, episode_seed_base, evaluate
+from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
 from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
 
@@ -135,7 +136,14 @@ class Regime:
         score = self.cfg.env.get("score") or {}
         seed = episode_seed_base(self.cfg.seed)
         return evaluate(self.algo, self.eval_env, episodes, seed=seed, deterministic=self.cfg.eval.deterministic,
-                        score_table=score.get("table"), score_task=score.get("task"))
+                        score_table=score.get("table"), score_task=score.get("task"),
+                        protocol=str(self.cfg.eval.get("protocol", "assigned")))
+
+    def eval_protocol(self, episodes: int) -> str:
+        """The label of this run's evaluation protocol (env protocol, episode selection, policy mode)."""
+        ev = self.cfg.eval
+        return describe_protocol(episodes, int(ev.num_envs), bool(ev.deterministic),
+                                 str(ev.get("protocol", "assigned")), envs.protocol_label(str(self.cfg.env.id)))
 
     def _record_eval(self, result: EvalResult) -> dict[str, float]:
         self.last_eval = result
@@ -230,9 +238,10 @@ class Regime:
         log_every, eval_every = int(cfg.train.log_interval), int(cfg.eval.interval)
         ckpt_every = int(cfg.checkpoint.interval)
         progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
-        interrupted = False
+        interrupted = preempted = False
         previous_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        preemption = PreemptionSignal()
         started = time.time()
         start_step = self.step
         try:
@@ -260,6 +269,8 @@ class Regime:
                     postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
                                        else self.last_eval.return_mean)
                 progress.update(self.step, **postfix)
+                if preemption.caught:
+                    raise _Preempted
             final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
             final = self.evaluate(final_episodes)
             self.logger.log(self.step, self._record_eval(final))
@@ -269,12 +280,20 @@ class Regime:
             self.save()
             print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
                   f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
+        except _Preempted:
+            interrupted = preempted = True
+            self.save()
+            print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
+                  "job with resume=auto (or resume=true) continues it", file=sys.stderr)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+            preemption.restore()
             progress.close()
             self.logger.close()
             self.close()
         summary = self.write_summary(finished=not interrupted)
+        if preempted:
+            preemption.forward()  # submitit's handler requeues the job and exits
         if interrupted:
             raise KeyboardInterrupt
         return summary
@@ -298,6 +317,7 @@ class Regime:
             "best_score": self.best_score,
             "score_table": (self.cfg.env.get("score") or {}).get("table"),
             "final_returns": [float(x) for x in last.returns] if last else [],
+            "eval_protocol": self.eval_protocol(len(last.returns)) if last else None,
             "dataset_provenance": self.provenance,
             "git_commit": git_commit(),
             "versions": package_versions(),
@@ -310,6 +330,53 @@ class Regime:
 
 def _crossed(prev: int, now: int, interval: int) -> bool:
     return interval > 0 and now // interval > prev // interval
+
+
+class _Preempted(Exception):
+    """Raised at a step boundary after the preemption signal arrived."""
+
+
+class PreemptionSignal:
+    """The cluster's "you are about to be stopped" signal, handled at a step boundary.
+
+    Slurm jobs launched by submitit (``hydra/launcher=slurm``) get ``SIGUSR2`` (or
+    ``$SUBMITIT_PREEMPT_SIGNAL``) ``signal_delay_s`` before their time limit or on preemption; submitit's
+    own handler requeues the job and exits. While a run trains, this class catches the signal instead, the
+    loop finishes the current step and saves a checkpoint, and then :meth:`forward` hands the signal to the
+    handler that was installed before (submitit's requeue), or re-raises it with the default action. A
+    requeued job started with ``resume=auto`` continues from that checkpoint exactly. A signal that was
+    ignored before (``SIG_IGN``) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG")
+        self.signum: signal.Signals | None = getattr(signal, f"SIG{name}", None)
+        self.name = f"SIG{name}"
+        self.caught: tuple[int, Any] | None = None
+        self.previous: Any = None
+        if self.signum is None:
+            return
+        self.previous = signal.getsignal(self.signum)
+        if self.previous == signal.SIG_IGN:
+            self.signum = None
+            return
+        signal.signal(self.signum, self._catch)
+
+    def _catch(self, signum: int, frame: Any) -> None:  # pragma: no cover - signal handler
+        self.caught = (signum, frame)
+
+    def restore(self) -> None:
+        if self.signum is not None:
+            signal.signal(self.signum, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def forward(self) -> None:
+        if self.caught is None or self.signum is None:
+            return
+        if callable(self.previous):
+            self.previous(*self.caught)
+        else:  # SIG_DFL (or a handler installed outside Python): the default action, usually termination
+            signal.signal(self.signum, signal.SIG_DFL)
+            os.kill(os.getpid(), self.signum)
 
 
 def _raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal handler
