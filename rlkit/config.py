@@ -238,6 +238,18 @@ def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in keys if a.get(k) != b.get(k))
 
 
+def resume_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys that forbid resuming a checkpoint written with the flattened config ``saved``.
+
+    A key the checkpoint lacks counts as equal when the current run has it at its ``config.yaml`` default:
+    it was added to rlkit after the checkpoint was written, with a default that keeps the old behaviour
+    (e.g. ``eval.protocol: assigned``). Set to anything else, it changes the run and is reported.
+    """
+    base = _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
+    return [k for k in diff_keys(saved, current)
+            if not (k not in saved and k in base and current.get(k) == base[k])]
+
+
 def algo_block(name: str, context: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``algo`` block of ``configs/algo/<name>.yaml`` resolved against ``context`` (e.g. ``train.steps``,
     ``env.family``), with its per-family defaults and then ``overrides`` applied -- how a preset that wraps

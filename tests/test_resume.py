@@ -142,3 +142,17 @@ def test_auto_resume_starts_fresh_and_keeps_an_uncheckpointed_attempt(compose_cf
     aside = list(run_dir.glob("abandoned-*/metrics.jsonl"))
     assert len(aside) == 1 and '"step": 50' in aside[0].read_text()
     assert '"step": 50, "train/loss": 1.0' not in (run_dir / "metrics.jsonl").read_text()
+
+
+def test_checkpoints_from_before_a_new_config_key_stay_resumable(compose_cfg):
+    """A key added to config.yaml after a checkpoint was written (here eval.protocol) does not block the
+    resume while it sits at its default (the old behaviour); set otherwise, or any changed key, it does."""
+    from rlkit.config import config_fingerprint, resume_differences
+
+    _, current = config_fingerprint(compose_cfg("algo=sac", "env=pendulum"))
+    older = {k: v for k, v in current.items() if k != "eval.protocol"}
+    assert current["eval.protocol"] == "assigned" and resume_differences(older, current) == []
+    _, other = config_fingerprint(compose_cfg("algo=sac", "env=pendulum", "eval.protocol=first_finished"))
+    assert resume_differences(older, other) == ["eval.protocol"]
+    _, changed = config_fingerprint(compose_cfg("algo=sac", "env=pendulum", "algo.gamma=0.9"))
+    assert resume_differences(older, changed) == ["algo.gamma"]

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import envs
 from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
-from rlkit.config import config_fingerprint, diff_keys
+from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
@@ -176,7 +176,7 @@ class Regime:
     def restore(self, payload: dict[str, Any]) -> None:
         _, flat = config_fingerprint(self.cfg)
         saved = {k: v for k, v in payload.get("config_flat", {}).items() if v is not None}
-        differing = diff_keys(saved, flat)
+        differing = resume_differences(saved, flat)
         if differing:
             raise CheckpointError(
                 f"checkpoint in {self.run_dir} was written by a different configuration (differs in: "
