@@ -188,17 +188,42 @@ def _multirun(overrides: list[str]) -> int:
     for job in jobs:  # validate every combination before launching anything
         compose(job)
     print(f"rlkit: launching {len(jobs)} runs", file=sys.stderr)
+    import time
+    from pathlib import Path
+
     import hydra
 
     from rlkit.config import config_dir
 
+    keys = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    if "hydra.sweep.dir" not in keys:  # fixed here, so the outcome of every job can be read back below
+        keys["hydra.sweep.dir"] = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        overrides = [*overrides, f"hydra.sweep.dir={keys['hydra.sweep.dir']}"]
     saved = sys.argv
     sys.argv = ["rlkit", "--multirun", *overrides]
     try:
         hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_hydra_job)()
     finally:
         sys.argv = saved
+    if "hydra.sweep.subdir" in keys or "run_dir" in keys:  # runs written elsewhere: not checked
+        return 0
+    sweep = Path(keys["hydra.sweep.dir"])
+    failed = [k for k in range(len(jobs)) if not _job_finished(sweep / str(k))]
+    if failed:
+        print(f"rlkit: {len(failed)} of {len(jobs)} runs failed (jobs {', '.join(map(str, failed))} in "
+              f"{sweep}); each one's error is above and in its {JOB_ERROR_FILE}", file=sys.stderr)
+        return 1
     return 0
+
+
+JOB_ERROR_FILE = "error.txt"
+
+
+def _job_finished(job_dir) -> bool:
+    try:
+        return bool(json.loads((job_dir / "summary.json").read_text()).get("finished"))
+    except (OSError, ValueError):
+        return False
 
 
 def _hydra_job(cfg) -> dict | None:
@@ -221,7 +246,13 @@ def _hydra_job(cfg) -> dict | None:
         _print_summary(summary)
         return summary
     except RlkitError as exc:
-        print(f"rlkit: error in job {hc.job.num} ({' '.join(overrides)}): {exc}", file=sys.stderr)
+        from pathlib import Path
+
+        from rlkit.utils import atomic_write_text
+
+        message = f"rlkit: error in job {hc.job.num} ({' '.join(overrides)}): {exc}"
+        print(message, file=sys.stderr)
+        atomic_write_text(Path(hc.runtime.output_dir) / JOB_ERROR_FILE, message + "\n")
         return None
 
 

@@ -90,3 +90,18 @@ def test_slurm_preset_composes_to_submitits_slurm_launcher():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
     assert launcher.signal_delay_s >= 60  # time to finish a step and write a checkpoint before the kill
+
+
+def test_a_failed_job_makes_the_sweep_exit_1(sweep, tmp_path):
+    """One job of two cannot read its dataset: the other still runs, and the sweep's exit code and last line
+    say which job failed (scripts that launch sweeps rely on the exit code)."""
+    good = next(sweep.glob("hopper-random.hdf5"))
+    cmd = [sys.executable, "-m", "rlkit.cli", "train", "-m", "algo=bc", "env=hopper-random",
+           f"env.dataset.path={tmp_path / 'missing.hdf5'},{good}", "env.dataset.source=file", "train.steps=20",
+           "eval.interval=0", "eval.episodes=1", "eval.num_envs=1", "algo.hidden=[16,16]",
+           "logging.progress=false", "num_threads=1", "hydra.sweep.dir=out"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("rlkit: 1 of 2 runs failed (jobs 0 in out)")
+    assert "missing.hdf5" in (tmp_path / "out" / "0" / "error.txt").read_text()
+    assert json.loads((tmp_path / "out" / "1" / "summary.json").read_text())["finished"] is True
