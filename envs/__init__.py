@@ -4,7 +4,8 @@
 
 * D4RL-named MuJoCo tasks -- ``hopper``, ``halfcheetah``, ``walker2d``, ``ant`` with or without a dataset
   suffix (``hopper-medium``, ``walker2d-medium-replay-v2``) -- map to gymnasium's ``<Task>-v5`` envs
-  (:mod:`envs.mujoco`); ``antmaze-*`` maps to gymnasium-robotics when installed;
+  (:mod:`envs.mujoco`); ``antmaze-<level>`` to D4RL's AntMaze evaluation env rebuilt on MuJoCo 3
+  (:mod:`envs.antmaze`), and ``antmaze-gr-<level>`` to gymnasium-robotics' AntMaze (Minari's data);
 * ``atari100k-<game>`` -- the Atari 100k protocol (:mod:`envs.atari`);
 * ``urlb-<domain>[_<task>]`` and ``dmc-<domain>_<task>`` -- dm_control (:mod:`envs.dmc`);
 * anything else is passed to ``gymnasium.make`` (e.g. ``Pendulum-v1``).
@@ -29,7 +30,8 @@ _FAMILIES: list[tuple[str, str]] = [
     ("atari-spr-", "envs.atari:make_atari_spr"),
     ("urlb-", "envs.dmc:make_urlb"),
     ("dmc-", "envs.dmc:make_dmc"),
-    ("antmaze-", "envs.mujoco:make_antmaze"),
+    ("antmaze-gr-", "envs.mujoco:make_antmaze_gymnasium_robotics"),
+    ("antmaze-", "envs.antmaze:make_antmaze"),
     ("hopper", "envs.mujoco:make_locomotion"),
     ("halfcheetah", "envs.mujoco:make_locomotion"),
     ("walker2d", "envs.mujoco:make_locomotion"),

@@ -7,9 +7,11 @@ the same observation and action layouts, rewards and 1000-step limit, and run on
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from rlkit.errors import EnvError
 
@@ -20,7 +22,8 @@ LOCOMOTION_TASKS = {
     "ant": "Ant-v5",
 }
 
-# gymnasium-robotics ids for the D4RL AntMaze mazes (the v0/v2 datasets were recorded on these layouts).
+# gymnasium-robotics ids of the AntMaze mazes on which Minari regenerated D4RL's AntMaze data
+# (``D4RL/antmaze/<level>-v1``). The original D4RL files were recorded on another ant: envs.antmaze.
 ANTMAZE_TASKS = {
     "umaze": "AntMaze_UMaze-v5",
     "umaze-diverse": "AntMaze_UMaze-v5",
@@ -44,15 +47,22 @@ def make_locomotion(name: str, **kwargs: Any) -> gym.Env:
     return gym.make(LOCOMOTION_TASKS[task], **kwargs)
 
 
-def make_antmaze(name: str, **kwargs: Any) -> gym.Env:
-    """AntMaze through gymnasium-robotics (``pip install rlkit[d4rl]``)."""
+def make_antmaze_gymnasium_robotics(name: str, **kwargs: Any) -> gym.Env:
+    """``antmaze-gr-<level>``: gymnasium-robotics' AntMaze (``pip install rlkit[d4rl]``), the env of Minari's
+    regenerated AntMaze data, with its goal dict flattened to the D4RL layout ``[x, y, observation]``
+    (the same flattening as :func:`rlkit.data.minari.flatten_observations`); it ends on reaching the goal."""
     try:
-        import gymnasium_robotics  # noqa: F401
+        import gymnasium_robotics
     except ImportError as exc:
         raise EnvError(f"'{name}' needs gymnasium-robotics; install it with `pip install -e .[d4rl]`"
                        ) from exc
-    maze = name.lower().removeprefix("antmaze-").rsplit("-v", 1)[0]
+    maze = re.sub(r"-v\d+$", "", name.lower().removeprefix("antmaze-gr-"))
     if maze not in ANTMAZE_TASKS:
         raise EnvError(f"unknown AntMaze layout '{maze}'; choose one of {sorted(ANTMAZE_TASKS)}")
+    kwargs.pop("dataset", None)
     gym.register_envs(gymnasium_robotics)
-    return gym.make(ANTMAZE_TASKS[maze], continuing_task=False, **kwargs)
+    env = gym.make(ANTMAZE_TASKS[maze], continuing_task=False, **kwargs)
+    inner = env.observation_space["observation"]
+    space = gym.spaces.Box(-np.inf, np.inf, shape=(2 + inner.shape[0],), dtype=np.float64)
+    return gym.wrappers.TransformObservation(
+        env, lambda obs: np.concatenate([obs["achieved_goal"], obs["observation"]]), space)

@@ -256,6 +256,13 @@ def test_auto_falls_back_to_collection_loudly(capsys):
     assert any(r.startswith("D4RL: cannot download") for r in prov["fallback_reasons"])
 
 
+def test_auto_never_pretends_to_collect_antmaze(capsys):
+    called = []
+    with pytest.raises(DatasetError, match="no AntMaze behaviour policy.*rlkit data download antmaze-umaze-v2"):
+        sources.load("antmaze-umaze-v2", collect=lambda i: called.append(i))
+    assert called == [] and "LOCAL COLLECTION" not in capsys.readouterr().err
+
+
 def test_auto_without_collector_lists_every_reason():
     expected = "no source could provide dataset 'hopper-random-v2': D4RL: .*Minari: no counterpart"
     with pytest.raises(DatasetError, match=expected):

@@ -43,6 +43,10 @@ _ID = re.compile(r"^(hopper|halfcheetah|walker2d|ant)-(.+?)(?:-v\d+)?$")
 
 def parse_dataset_id(dataset_id: str) -> tuple[str, str]:
     """``hopper-medium-replay-v2`` -> ``("hopper", "medium-replay")``."""
+    if dataset_id.lower().startswith("antmaze"):
+        raise ConfigError(f"cannot collect '{dataset_id}' locally: rlkit ships no AntMaze behaviour policy; "
+                          f"get the D4RL file (`rlkit data download {dataset_id}`) or pass "
+                          "env.dataset.path=FILE with env.dataset.source=file")
     m = _ID.match(dataset_id.lower())
     if not m or m.group(2) not in LEVELS:
         raise ConfigError(f"cannot collect '{dataset_id}' locally: expected <task>-<level> with task in "

@@ -255,6 +255,12 @@ def load(
             reasons.append(f"Minari: {err}")
     if collect is None:
         raise DatasetError(f"no source could provide dataset '{dataset_id}': " + "; ".join(reasons))
+    from rlkit.data.collect import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)  # can rlkit collect this dataset at all?
+    except ConfigError as err:
+        raise DatasetError(f"{err} ({'; '.join(reasons)})") from err
     _warn_fallback(dataset_id, reasons)
     return _collect(dataset_id, collect, reasons)
 
