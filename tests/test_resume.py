@@ -156,3 +156,16 @@ def test_checkpoints_from_before_a_new_config_key_stay_resumable(compose_cfg):
     assert resume_differences(older, other) == ["eval.protocol"]
     _, changed = config_fingerprint(compose_cfg("algo=sac", "env=pendulum", "algo.gamma=0.9"))
     assert resume_differences(older, changed) == ["algo.gamma"]
+
+
+def test_a_run_in_a_worker_thread_trains(compose_cfg, tmp_path):
+    """Signal handlers can only be installed from the main thread; a run started from another thread (a
+    notebook, a thread pool) trains without them instead of failing."""
+    import threading
+
+    cfg = compose_cfg(*ONLINE, "train.steps=200", "eval.interval=0", f"run_dir={tmp_path / 'run'}")
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("summary", trainer.run(cfg)))
+    worker.start()
+    worker.join()
+    assert result["summary"]["finished"] and result["summary"]["steps"] == 200

@@ -14,6 +14,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -239,8 +240,10 @@ class Regime:
         ckpt_every = int(cfg.checkpoint.interval)
         progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
         interrupted = preempted = False
+        in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
         previous_handler = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         preemption = PreemptionSignal()
         started = time.time()
         start_step = self.step
@@ -286,7 +289,8 @@ class Regime:
             print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
                   "job with resume=auto (or resume=true) continues it", file=sys.stderr)
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous_handler)
             preemption.restore()
             progress.close()
             self.logger.close()
@@ -354,7 +358,8 @@ class PreemptionSignal:
         self.name = f"SIG{name}"
         self.caught: tuple[int, Any] | None = None
         self.previous: Any = None
-        if self.signum is None:
+        if self.signum is None or threading.current_thread() is not threading.main_thread():
+            self.signum = None  # only the main thread can handle signals
             return
         self.previous = signal.getsignal(self.signum)
         if self.previous == signal.SIG_IGN:
