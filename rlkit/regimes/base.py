@@ -9,7 +9,6 @@ algorithm's losses; the algorithm never owns a loop.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
+from rlkit.regimes.interrupts import Preempted, PreemptionSignal, raise_keyboard_interrupt
 from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "paper")
@@ -243,7 +243,7 @@ class Regime:
         in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
         previous_handler = signal.getsignal(signal.SIGTERM)
         if in_main_thread:
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         preemption = PreemptionSignal()
         started = time.time()
         start_step = self.step
@@ -273,7 +273,7 @@ class Regime:
                                        else self.last_eval.return_mean)
                 progress.update(self.step, **postfix)
                 if preemption.caught:
-                    raise _Preempted
+                    raise Preempted
             final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
             final = self.evaluate(final_episodes)
             self.logger.log(self.step, self._record_eval(final))
@@ -283,7 +283,7 @@ class Regime:
             self.save()
             print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
                   f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
-        except _Preempted:
+        except Preempted:
             interrupted = preempted = True
             self.save()
             print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
@@ -334,55 +334,3 @@ class Regime:
 
 def _crossed(prev: int, now: int, interval: int) -> bool:
     return interval > 0 and now // interval > prev // interval
-
-
-class _Preempted(Exception):
-    """Raised at a step boundary after the preemption signal arrived."""
-
-
-class PreemptionSignal:
-    """The cluster's "you are about to be stopped" signal, handled at a step boundary.
-
-    Slurm jobs launched by submitit (``hydra/launcher=slurm``) get ``SIGUSR2`` (or
-    ``$SUBMITIT_PREEMPT_SIGNAL``) ``signal_delay_s`` before their time limit or on preemption; submitit's
-    own handler requeues the job and exits. While a run trains, this class catches the signal instead, the
-    loop finishes the current step and saves a checkpoint, and then :meth:`forward` hands the signal to the
-    handler that was installed before (submitit's requeue), or re-raises it with the default action. A
-    requeued job started with ``resume=auto`` continues from that checkpoint exactly. A signal that was
-    ignored before (``SIG_IGN``) stays ignored.
-    """
-
-    def __init__(self) -> None:
-        name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG")
-        self.signum: signal.Signals | None = getattr(signal, f"SIG{name}", None)
-        self.name = f"SIG{name}"
-        self.caught: tuple[int, Any] | None = None
-        self.previous: Any = None
-        if self.signum is None or threading.current_thread() is not threading.main_thread():
-            self.signum = None  # only the main thread can handle signals
-            return
-        self.previous = signal.getsignal(self.signum)
-        if self.previous == signal.SIG_IGN:
-            self.signum = None
-            return
-        signal.signal(self.signum, self._catch)
-
-    def _catch(self, signum: int, frame: Any) -> None:  # pragma: no cover - signal handler
-        self.caught = (signum, frame)
-
-    def restore(self) -> None:
-        if self.signum is not None:
-            signal.signal(self.signum, self.previous if self.previous is not None else signal.SIG_DFL)
-
-    def forward(self) -> None:
-        if self.caught is None or self.signum is None:
-            return
-        if callable(self.previous):
-            self.previous(*self.caught)
-        else:  # SIG_DFL (or a handler installed outside Python): the default action, usually termination
-            signal.signal(self.signum, signal.SIG_DFL)
-            os.kill(os.getpid(), self.signum)
-
-
-def _raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal handler
-    raise KeyboardInterrupt
