@@ -4,7 +4,9 @@
   ``dm_control`` environment stepped with the same actions;
 * Atari: ``atari100k-<game>`` (4 frames with own sticky actions, max-pool, 64x64 area resize) and
   ``atari-spr-<game>`` (grayscale 84x84, 4-stack) vs raw ``ALE/<Game>-v5`` (the ALE's own 4-frame skip and
-  sticky actions, 210x160x3 observations) -- the same number of emulator frames per step.
+  sticky actions, 210x160x3 observations) -- the same number of emulator frames per step;
+* AntMaze: ``antmaze-<level>`` (D4RL's ant rebuilt on MuJoCo 3: RK4, 5 substeps, walls) vs gymnasium's
+  ``Ant-v5`` (Euler, 5 substeps, no maze) -- what D4RL's model costs per step.
 
 Usage: ``python bench/env_throughput.py [--steps 3000]``. Prints steps/s and adapter/raw ratios.
 """
@@ -82,6 +84,23 @@ def bench_atari(game: str, steps: int) -> tuple[float, float, float]:
             _rate(_gym_steps(envs.make("atari-spr-" + game), actions), steps))
 
 
+def bench_antmaze(level: str, steps: int) -> tuple[float, float]:
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps + 200, 8))
+
+    def runner(env: gym.Env) -> Callable[[int], None]:
+        env.reset(seed=0)
+
+        def run(n: int) -> None:
+            for i in range(n):
+                _, _, terminated, truncated, _ = env.step(actions[i])
+                if terminated or truncated:
+                    env.reset()
+
+        return run
+
+    return _rate(runner(gym.make("Ant-v5")), steps), _rate(runner(envs.make("antmaze-" + level)), steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
@@ -94,6 +113,9 @@ def main() -> None:
         raw, storm, spr = bench_atari(game, args.steps)
         print(f"{'atari100k-' + game + ' (vs ALE v5)':34s} {raw:12.0f} {storm:14.0f} {storm / raw:7.2f}")
         print(f"{'atari-spr-' + game + ' (vs ALE v5)':34s} {raw:12.0f} {spr:14.0f} {spr / raw:7.2f}")
+    for level in ("umaze", "large-diverse"):
+        raw, ours = bench_antmaze(level, args.steps)
+        print(f"{'antmaze-' + level + ' (vs Ant-v5)':34s} {raw:12.0f} {ours:14.0f} {ours / raw:7.2f}")
 
 
 if __name__ == "__main__":
