@@ -167,10 +167,11 @@ def check_launcher(overrides: list[str]) -> None:
     import importlib.util
     import shutil
 
-    names = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "hydra/launcher"]
-    if not names:
+    from rlkit.config import override_value
+
+    name = override_value(overrides, "hydra/launcher")
+    if name is None:
         return
-    name = names[-1]
     if name not in LAUNCHERS:
         raise RlkitError(f"unknown hydra/launcher '{name}'; choose one of: {', '.join(LAUNCHERS)}")
     if name != "joblib" and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
@@ -193,21 +194,21 @@ def _multirun(overrides: list[str]) -> int:
 
     import hydra
 
-    from rlkit.config import config_dir
+    from rlkit.config import config_dir, override_value
 
-    keys = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
-    if "hydra.sweep.dir" not in keys:  # fixed here, so the outcome of every job can be read back below
-        keys["hydra.sweep.dir"] = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-        overrides = [*overrides, f"hydra.sweep.dir={keys['hydra.sweep.dir']}"]
+    sweep_dir = override_value(overrides, "hydra.sweep.dir")
+    if sweep_dir is None:  # fixed here, so the outcome of every job can be read back below
+        sweep_dir = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        overrides = [*overrides, f"hydra.sweep.dir={sweep_dir}"]
     saved = sys.argv
     sys.argv = ["rlkit", "--multirun", *overrides]
     try:
         hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_hydra_job)()
     finally:
         sys.argv = saved
-    if "hydra.sweep.subdir" in keys or "run_dir" in keys:  # runs written elsewhere: not checked
-        return 0
-    sweep = Path(keys["hydra.sweep.dir"])
+    if any(override_value(overrides, key) is not None for key in ("hydra.sweep.subdir", "run_dir")):
+        return 0  # runs written elsewhere: not checked
+    sweep = Path(sweep_dir)
     failed = [k for k in range(len(jobs)) if not _job_finished(sweep / str(k))]
     if failed:
         print(f"rlkit: {len(failed)} of {len(jobs)} runs failed (jobs {', '.join(map(str, failed))} in "

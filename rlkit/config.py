@@ -69,9 +69,10 @@ def group_descriptions(group: str) -> dict[str, str]:
     return out
 
 
-def _group_choice(overrides: list[str], group: str) -> str | None:
+def override_value(overrides: list[str], key: str) -> str | None:
+    """The value the command line gives ``key`` (``key=V`` or ``+key=V``; a group or a dotted key), or None."""
     for ov in overrides:
-        m = re.fullmatch(rf"\+?{group}=(.*)", ov)
+        m = re.fullmatch(rf"\+?{re.escape(key)}=(.*)", ov)
         if m:
             return m.group(1)
     return None
@@ -87,7 +88,7 @@ def _user_keys(overrides: list[str]) -> set[str]:
 
 def _check_group_choices(overrides: list[str]) -> None:
     for group in GROUPS:
-        choice = _group_choice(overrides, group)
+        choice = override_value(overrides, group)
         if choice is None or "," in choice:  # sweeps are checked per job
             continue
         options = group_options(group)
@@ -117,12 +118,16 @@ def _translate_hydra_error(exc: Exception, overrides: list[str]) -> ConfigError:
     return ConfigError(f"bad configuration: {first}")
 
 
+def root_defaults() -> dict[str, Any]:
+    """``config.yaml`` flattened to dotted keys (unresolved): every root key with its default."""
+    return _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
+
+
 def _suggest_key(key: str) -> str:
     try:
-        base = OmegaConf.load(config_dir() / "config.yaml")
+        flat = list(root_defaults())
     except Exception:  # pragma: no cover - config dir broken
         return ""
-    flat = list(_flatten(OmegaConf.to_container(base, resolve=False)).keys())
     close = difflib.get_close_matches(key, flat, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -186,8 +191,7 @@ def validate(cfg: DictConfig) -> None:
         if value not in choices:
             raise ConfigError(f"bad value for '{key}': {value!r}; choose one of: "
                               f"{', '.join(str(c) for c in choices)}")
-    base = _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
-    for key, default in base.items():
+    for key, default in root_defaults().items():
         if default is None or isinstance(default, str) and "${" in default or key in ENUMS:
             continue
         value = OmegaConf.select(cfg, key, throw_on_missing=False)
@@ -245,7 +249,7 @@ def resume_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     it was added to rlkit after the checkpoint was written, with a default that keeps the old behaviour
     (e.g. ``eval.protocol: assigned``). Set to anything else, it changes the run and is reported.
     """
-    base = _flatten(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False))
+    base = root_defaults()
     return [k for k in diff_keys(saved, current)
             if not (k not in saved and k in base and current.get(k) == base[k])]
 
