@@ -130,4 +130,4 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
     lengths = np.array([length for _, _, length in finished], dtype=np.int64)
     normalized = normalize(score_table, score_task, returns) if score_table else None
     return EvalResult(returns=returns, lengths=lengths, normalized=normalized,
-                      extra={"protocol": protocol, "episode_ids": [j for j, _, _ in finished]})
+                      extra={"episode_ids": [j for j, _, _ in finished]})

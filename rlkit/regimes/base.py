@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import platform
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
-from rlkit.regimes.interrupts import Preempted, PreemptionSignal, raise_keyboard_interrupt
+from rlkit.regimes.interrupts import Preempted, stop_signals
 from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "paper")
@@ -240,61 +238,54 @@ class Regime:
         ckpt_every = int(cfg.checkpoint.interval)
         progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
         interrupted = preempted = False
-        in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
-        previous_handler = signal.getsignal(signal.SIGTERM)
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-        preemption = PreemptionSignal()
         started = time.time()
         start_step = self.step
-        try:
-            if self.step == 0 and cfg.eval.at_start and eval_every > 0:
-                self.logger.log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
-            while self.step < total:
-                prev = self.step
-                self.averager.add(self.train_step())
-                self.step += self.step_increment
-                if self.monitor is not None:
-                    diag = self.monitor.maybe_run(prev, self.step)
-                    if diag:
-                        self.logger.log(self.step, diag)
-                if _crossed(prev, self.step, log_every):
-                    speed = (self.step - start_step) / max(time.time() - started, 1e-9)
-                    values = self.logger.log(self.step, {**self.averager.pop(), "time/steps_per_s": speed})
-                    self.on_log(values)
-                if eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
-                    metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
-                    self.logger.log(self.step, metrics)
-                if ckpt_every > 0 and _crossed(prev, self.step, ckpt_every) and self.step < total:
-                    self.save()
-                postfix = {}
-                if self.last_eval is not None:
-                    postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
-                                       else self.last_eval.return_mean)
-                progress.update(self.step, **postfix)
-                if preemption.caught:
-                    raise Preempted
-            final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
-            final = self.evaluate(final_episodes)
-            self.logger.log(self.step, self._record_eval(final))
-            self.save()
-        except KeyboardInterrupt:
-            interrupted = True
-            self.save()
-            print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
-                  f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
-        except Preempted:
-            interrupted = preempted = True
-            self.save()
-            print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
-                  "job with resume=auto (or resume=true) continues it", file=sys.stderr)
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous_handler)
-            preemption.restore()
-            progress.close()
-            self.logger.close()
-            self.close()
+        with stop_signals() as preemption:
+            try:
+                if self.step == 0 and cfg.eval.at_start and eval_every > 0:
+                    self.logger.log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
+                while self.step < total:
+                    prev = self.step
+                    self.averager.add(self.train_step())
+                    self.step += self.step_increment
+                    if self.monitor is not None:
+                        diag = self.monitor.maybe_run(prev, self.step)
+                        if diag:
+                            self.logger.log(self.step, diag)
+                    if _crossed(prev, self.step, log_every):
+                        speed = (self.step - start_step) / max(time.time() - started, 1e-9)
+                        values = self.logger.log(self.step, {**self.averager.pop(), "time/steps_per_s": speed})
+                        self.on_log(values)
+                    if eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
+                        metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
+                        self.logger.log(self.step, metrics)
+                    if ckpt_every > 0 and _crossed(prev, self.step, ckpt_every) and self.step < total:
+                        self.save()
+                    postfix = {}
+                    if self.last_eval is not None:
+                        postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
+                                           else self.last_eval.return_mean)
+                    progress.update(self.step, **postfix)
+                    if preemption.caught:
+                        raise Preempted
+                final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
+                final = self.evaluate(final_episodes)
+                self.logger.log(self.step, self._record_eval(final))
+                self.save()
+            except KeyboardInterrupt:
+                interrupted = True
+                self.save()
+                print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
+                      f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
+            except Preempted:
+                interrupted = preempted = True
+                self.save()
+                print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
+                      "job with resume=auto (or resume=true) continues it", file=sys.stderr)
+            finally:
+                progress.close()
+                self.logger.close()
+                self.close()
         summary = self.write_summary(finished=not interrupted)
         if preempted:
             preemption.forward()  # submitit's handler requeues the job and exits

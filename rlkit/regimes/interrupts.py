@@ -1,12 +1,16 @@
 """Stopping a run cleanly: SIGTERM (Ctrl-C's sibling, sent by schedulers and ``kill``) becomes a
 ``KeyboardInterrupt`` so the loop checkpoints; a cluster's preemption signal is caught at a step boundary
-and handed on after the checkpoint (:class:`PreemptionSignal`)."""
+and handed on after the checkpoint (:class:`PreemptionSignal`). :func:`stop_signals` installs both for
+the length of a run, and only from the main thread, the one place Python lets handlers be set (a run
+started from another thread trains without them)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -26,14 +30,14 @@ class PreemptionSignal:
     ignored before (``SIG_IGN``) stays ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, install: bool = True) -> None:
         name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG")
         self.signum: signal.Signals | None = getattr(signal, f"SIG{name}", None)
         self.name = f"SIG{name}"
         self.caught: tuple[int, Any] | None = None
         self.previous: Any = None
-        if self.signum is None or threading.current_thread() is not threading.main_thread():
-            self.signum = None  # only the main thread can handle signals
+        if self.signum is None or not install:
+            self.signum = None
             return
         self.previous = signal.getsignal(self.signum)
         if self.previous == signal.SIG_IGN:
@@ -60,3 +64,18 @@ class PreemptionSignal:
 
 def raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal handler
     raise KeyboardInterrupt
+
+
+@contextmanager
+def stop_signals() -> Iterator[PreemptionSignal]:
+    """SIGTERM -> ``KeyboardInterrupt`` and the preemption signal caught, inside the block; the previous
+    handlers are back after it. Yields the :class:`PreemptionSignal` (inert outside the main thread)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, raise_keyboard_interrupt) if main else None
+    preemption = PreemptionSignal(install=main)
+    try:
+        yield preemption
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
+        preemption.restore()
