@@ -55,32 +55,30 @@ def test_evaluation_does_not_touch_training_rng():
     assert torch.equal(before, torch.get_rng_state())
 
 
+class ConstantPolicy:
+    """Every sub-env gets the same action vector ``value`` (hopper: 3 torques)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, value: float, action_dim: int = 3) -> None:
+        self.action = np.full(action_dim, value, dtype=np.float32)
+
+    def act(self, obs, state=None, deterministic=True):
+        return np.tile(self.action, (len(obs), 1)), state
+
+
 def test_normalized_scores_use_the_table():
     venv = envs.make_vector("hopper", 2, autoreset=False)
-
-    class Zero:
-        device = torch.device("cpu")
-
-        def act(self, obs, state=None, deterministic=True):
-            return np.zeros((len(obs), 3), dtype=np.float32), state
-
-    result = evaluate(Zero(), venv, episodes=2, seed=0, score_table="d4rl", score_task="hopper")
+    result = evaluate(ConstantPolicy(0.0), venv, episodes=2, seed=0, score_table="d4rl", score_task="hopper")
     expected = 100 * (result.returns + 20.272305) / (3234.3 + 20.272305)
     np.testing.assert_allclose(result.normalized, expected)
     assert "eval/normalized_score" in result.metrics()
 
 
 def test_more_envs_than_episodes_with_early_terminations():
-    # hopper terminates early under a zero policy; idle sub-envs (3 envs, 1 episode) must be handled
+    # hopper terminates early under full torque; idle sub-envs (3 envs, 1 episode) must be handled
     venv = envs.make_vector("hopper", 3, autoreset=False)
-
-    class Zero:
-        device = torch.device("cpu")
-
-        def act(self, obs, state=None, deterministic=True):
-            return np.ones((len(obs), 3), dtype=np.float32), state
-
-    result = evaluate(Zero(), venv, episodes=1, seed=5)
+    result = evaluate(ConstantPolicy(1.0), venv, episodes=1, seed=5)
     assert len(result.returns) == 1 and result.lengths[0] < 1000
 
 

@@ -21,6 +21,7 @@ from rlkit.data.dataset import Dataset
 from rlkit.nets.mlp import EnsembleLayerNorm
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
 from rlkit.replay.batch import Batch
+from tests.helpers import dataset_batch
 
 OBS_DIM, ACT_DIM, N = 4, 2, 400
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -63,14 +64,6 @@ def make_algo(name: str, dataset: Dataset | None = None, seed: int = 0, **kw):
     algo = FACTORIES[name](**kw)
     algo.on_dataset(dataset if dataset is not None else random_dataset())
     return algo
-
-
-def dataset_batch(ds: Dataset, rows, weights=None) -> Batch:
-    rows = np.asarray(rows)
-    t = torch.as_tensor
-    return Batch(obs=t(ds.observations[rows]), action=t(ds.actions[rows]), reward=t(ds.rewards[rows]),
-                 next_obs=t(ds.next_observations[rows]), terminated=t(ds.terminals[rows].astype(np.float32)),
-                 indices=t(rows), weights=torch.ones(len(rows)) if weights is None else t(weights).float())
 
 
 def updates_until_policy_term(name: str) -> int:

@@ -32,6 +32,7 @@ from rlkit.data.dataset import Dataset
 from rlkit.errors import DatasetError
 from rlkit.nets.mlp import EnsembleLinear
 from rlkit.replay.batch import Batch
+from tests.helpers import dataset_batch
 
 OBS_DIM, ACT_DIM = 3, 2
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -317,14 +318,6 @@ def sarsa_dataset() -> Dataset:
     terminals, timeouts = np.zeros(n, bool), np.zeros(n, bool)
     timeouts[5], terminals[8] = True, True  # row 5 is cut (no next action); row 8 ends the episode
     return Dataset(obs[:-1], actions, rng.normal(size=n).astype(np.float32), terminals, timeouts, obs[1:])
-
-
-def dataset_batch(ds: Dataset, rows, weights=None) -> Batch:
-    rows = np.asarray(rows)
-    t = torch.as_tensor
-    return Batch(obs=t(ds.observations[rows]), action=t(ds.actions[rows]), reward=t(ds.rewards[rows]),
-                 next_obs=t(ds.next_observations[rows]), terminated=t(ds.terminals[rows].astype(np.float32)),
-                 indices=t(rows), weights=torch.ones(len(rows)) if weights is None else t(weights).float())
 
 
 @pytest.mark.parametrize("reweight_eval", [False, True])

@@ -9,34 +9,12 @@ from rlkit import trainer
 from rlkit.errors import CheckpointError
 from rlkit.regimes.offline import OfflineRegime
 from rlkit.regimes.online import OnlineRegime
-
-TIME_KEYS = {"time", "time/steps_per_s"}
-
-
-def records(run_dir):
-    out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out.append({k: v for k, v in rec.items() if k not in TIME_KEYS})
-    return out
+from tests.helpers import at_step, interrupt, metric_records
 
 
-def interrupt_at(monkeypatch, regime_cls, step):
-    original = regime_cls.train_step
-
-    def train_step(self):
-        if self.step == step:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(regime_cls, "train_step", train_step)
-
-
-def run_interrupted_then_resumed(compose_cfg, monkeypatch, regime_cls, run_dir, at, overrides):
-    with monkeypatch.context() as m:
-        interrupt_at(m, regime_cls, at)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}"))
+def run_interrupted_then_resumed(compose_cfg, regime_cls, run_dir, at, overrides):
+    with at_step(regime_cls, at, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}"))
     assert (run_dir / "checkpoints").is_dir()
     return trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=true"))
 
@@ -46,10 +24,10 @@ ONLINE = ["algo=sac", "env=pendulum", "train.steps=500", "train.warmup_steps=150
           "checkpoint.interval=0", "train.buffer_capacity=1000", "algo.hidden=[32,32]", "train.num_envs=2"]
 
 
-def test_online_resume_is_exact(compose_cfg, monkeypatch, tmp_path):
+def test_online_resume_is_exact(compose_cfg, tmp_path):
     full = trainer.run(compose_cfg(*ONLINE, f"run_dir={tmp_path / 'full'}"))
-    resumed = run_interrupted_then_resumed(compose_cfg, monkeypatch, OnlineRegime, tmp_path / "cut", 338, ONLINE)
-    assert records(tmp_path / "full") == records(tmp_path / "cut")
+    resumed = run_interrupted_then_resumed(compose_cfg, OnlineRegime, tmp_path / "cut", 338, ONLINE)
+    assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
     assert full["final_returns"] == resumed["final_returns"]
     assert full["steps"] == resumed["steps"] == 500
 
@@ -68,12 +46,12 @@ def offline_overrides(path):
             "eval.num_envs=2", "checkpoint.interval=100", "algo.hidden=[32,32]", "train.batch_size=64"]
 
 
-def test_offline_resume_is_exact(compose_cfg, monkeypatch, tmp_path, random_hopper_file):
+def test_offline_resume_is_exact(compose_cfg, tmp_path, random_hopper_file):
     overrides = offline_overrides(random_hopper_file)
     full = trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'full'}"))
-    resumed = run_interrupted_then_resumed(compose_cfg, monkeypatch, OfflineRegime, tmp_path / "cut", 137,
+    resumed = run_interrupted_then_resumed(compose_cfg, OfflineRegime, tmp_path / "cut", 137,
                                            overrides)
-    assert records(tmp_path / "full") == records(tmp_path / "cut")
+    assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
     assert full["final_normalized_score"] == resumed["final_normalized_score"]
     assert resumed["dataset_provenance"]["source"] == "collected"
 
@@ -90,8 +68,7 @@ def test_changed_config_and_corrupt_checkpoint_are_refused(compose_cfg, tmp_path
         trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=true"))
 
 
-def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose_cfg, monkeypatch, tmp_path,
-                                                                         random_hopper_file):
+def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose_cfg, tmp_path, random_hopper_file):
     """A Slurm/submitit preemption: SIGUSR2 arrives mid-step; the run finishes that step, saves a checkpoint,
     then hands the signal to the handler installed before it (submitit's requeue, here a stand-in that
     exits). The requeued job, the same command with ``resume=auto``, ends exactly as an uninterrupted run."""
@@ -107,20 +84,11 @@ def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose
         forwarded.append(signum)
         raise SystemExit(-1)
 
-    original = OfflineRegime.train_step
-
-    def train_step(self):
-        if self.step == 137:
-            os.kill(os.getpid(), signal.SIGUSR2)
-        return original(self)
-
     cut = tmp_path / "cut"
     previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
     try:
-        with monkeypatch.context() as m:
-            m.setattr(OfflineRegime, "train_step", train_step)
-            with pytest.raises(SystemExit):
-                trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=auto"))
+        with at_step(OfflineRegime, 137, lambda: os.kill(os.getpid(), signal.SIGUSR2)), pytest.raises(SystemExit):
+            trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=auto"))
         assert forwarded == [signal.SIGUSR2]
         assert signal.getsignal(signal.SIGUSR2) is requeue_and_exit  # restored for the requeue
     finally:
@@ -129,7 +97,7 @@ def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose
     assert json.loads((cut / "summary.json").read_text())["finished"] is False
     resumed = trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=auto"))
     assert resumed["finished"] is True and resumed["steps"] == 300
-    assert records(tmp_path / "full") == records(cut)
+    assert metric_records(tmp_path / "full") == metric_records(cut)
 
 
 def test_auto_resume_starts_fresh_and_keeps_an_uncheckpointed_attempt(compose_cfg, tmp_path, random_hopper_file):

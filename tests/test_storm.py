@@ -33,6 +33,7 @@ from rlkit.nets.heads import (
     symlog,
     unimix_logits,
 )
+from tests.helpers import at_step, interrupt, metric_records
 
 # A structurally complete but small STORM (two conv layers on 16x16 frames, 8x8 latent, 64-wide
 # 2-layer transformer): the reduced size of the CI runs.
@@ -529,15 +530,7 @@ TINY_CATCH = ["algo=storm", "env=tiny-catch", *SMALL_OVERRIDES, "algo.wm_batch_s
               "checkpoint.interval=0"]
 
 
-def metric_records(run_dir):
-    out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out.append({k: v for k, v in rec.items() if not k.startswith("time")})
-    return out
-
-
-def test_resume_is_exact(compose_cfg, monkeypatch, tmp_path):
+def test_resume_is_exact(compose_cfg, tmp_path):
     """Interrupted and resumed, a STORM run (acting context, return EMAs, slow critic, sequence samplers)
     logs exactly what the uninterrupted run logs."""
     from rlkit.regimes.online import OnlineRegime
@@ -546,17 +539,8 @@ def test_resume_is_exact(compose_cfg, monkeypatch, tmp_path):
                  "train.steps=140", "train.warmup_steps=100", "train.log_interval=20", "eval.interval=70",
                  "eval.episodes=2", "eval.num_envs=2", "algo.reset_context_on_episode_end=true"]
     full = trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'full'}"))
-    original = OnlineRegime.train_step
-
-    def interrupted(self):
-        if self.step == 117:
-            raise KeyboardInterrupt
-        return original(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(OnlineRegime, "train_step", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'cut'}"))
+    with at_step(OnlineRegime, 117, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'cut'}"))
     resumed = trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'cut'}", "resume=true"))
     assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
     assert full["final_returns"] == resumed["final_returns"]

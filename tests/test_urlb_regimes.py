@@ -25,8 +25,8 @@ from rlkit.evaluation import statistics as st
 from rlkit.evaluation.report import build_report, urlb_tables
 from rlkit.evaluation.scores import URLB_EXPERT
 from rlkit.regimes.urlb import FinetuneRegime, PretrainRegime
+from tests.helpers import at_step, interrupt, metric_records
 
-TIME_KEYS = {"time", "time/steps_per_s"}
 TINY = ["algo.hidden_dim=32", "train.batch_size=32", "algo.skill_dim=8", "algo.knn_k=4", "train.warmup_steps=100",
         "train.log_interval=100", "eval.episodes=1", "eval.num_envs=1", "checkpoint.interval=0", "num_threads=1"]
 PRETRAIN = ["algo=moss", "env=urlb-walker", "regime=pretrain", "train.steps=300", "pretrain.snapshot_frames=[100,200]",
@@ -80,33 +80,19 @@ def test_pretraining_writes_snapshots_and_stores_the_meta(pretrained):
     assert data["reward"].std() > 0  # the env's reward is stored (and ignored by the agent)
 
 
-def run_interrupted_and_resumed(tmp_path, monkeypatch, regime_cls, overrides, at):
+def run_interrupted_and_resumed(tmp_path, regime_cls, overrides, at):
     full = trainer.run(cfg_of(*overrides, f"run_dir={tmp_path / 'full'}"))
-    original = regime_cls.train_step
-
-    def interrupted(self):
-        if self.step == at:
-            raise KeyboardInterrupt
-        return original(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(regime_cls, "train_step", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.run(cfg_of(*overrides, f"run_dir={tmp_path / 'cut'}"))
+    with at_step(regime_cls, at, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(cfg_of(*overrides, f"run_dir={tmp_path / 'cut'}"))
     resumed = trainer.run(cfg_of(*overrides, f"run_dir={tmp_path / 'cut'}", "resume=true"))
-
-    def records(run):
-        return [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS}
-                for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-
-    assert records("full") == records("cut")
+    assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
     assert full["final_returns"] == resumed["final_returns"]
     return full, resumed
 
 
-def test_pretraining_resume_is_exact(tmp_path, monkeypatch):
+def test_pretraining_resume_is_exact(tmp_path):
     overrides = [*PRETRAIN, "train.steps=260", "+env.kwargs.action_repeat=4"]  # 250-step evaluation episodes
-    run_interrupted_and_resumed(tmp_path, monkeypatch, PretrainRegime, overrides, at=170)
+    run_interrupted_and_resumed(tmp_path, PretrainRegime, overrides, at=170)
     for frames in (100, 200, 1040):  # 25, 50 and 260 steps at action repeat 4
         a = urlb.load_snapshot(tmp_path / "full" / "snapshots" / f"snapshot_{frames}.pt", "cpu")["state"]
         b = urlb.load_snapshot(tmp_path / "cut" / "snapshots" / f"snapshot_{frames}.pt", "cpu")["state"]
@@ -114,11 +100,11 @@ def test_pretraining_resume_is_exact(tmp_path, monkeypatch):
             assert all(torch.equal(a[name][k], b[name][k]) for k in a[name]), (frames, name)
 
 
-def test_finetune_resume_is_exact_across_the_skill_search(pretrained, tmp_path, monkeypatch):
+def test_finetune_resume_is_exact_across_the_skill_search(pretrained, tmp_path):
     run_dir, _ = pretrained
     overrides = ["algo=moss", "env=urlb-walker_stand", "regime=finetune", f"snapshot={run_dir}", "train.steps=160",
                  "+env.kwargs.action_repeat=4", "eval.interval=80", *TINY]
-    full, resumed = run_interrupted_and_resumed(tmp_path, monkeypatch, FinetuneRegime, overrides, at=70)
+    full, resumed = run_interrupted_and_resumed(tmp_path, FinetuneRegime, overrides, at=70)
     assert resumed["snapshot"] == full["snapshot"] and resumed["snapshot_frames"] == 300
 
 
