@@ -181,7 +181,7 @@ def bench_triton_vs_sdpa(lengths, tokens, device, dtype, repeats):
 
         @torch.no_grad()
         def decode_triton(cache=cache, q1=q1):
-            from kernels.triton_softmax import decode_attention
+            from rlkit.kernels.triton_softmax import decode_attention
 
             decode_attention(q1, cache.keys(), cache.values())
 

@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from algorithms.offline.td3bc import TD3BC  # noqa: E402
+from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
+
 from rlkit.diagnostics.monitor import DiagnosticsMonitor, critic_space  # noqa: E402
 from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix  # noqa: E402
 from rlkit.replay.batch import Batch  # noqa: E402

@@ -4,10 +4,10 @@
 
 * D4RL-named MuJoCo tasks -- ``hopper``, ``halfcheetah``, ``walker2d``, ``ant`` with or without a dataset
   suffix (``hopper-medium``, ``walker2d-medium-replay-v2``) -- map to gymnasium's ``<Task>-v5`` envs
-  (:mod:`envs.mujoco`); ``antmaze-<level>`` to D4RL's AntMaze evaluation env rebuilt on MuJoCo 3
-  (:mod:`envs.antmaze`), and ``antmaze-gr-<level>`` to gymnasium-robotics' AntMaze (Minari's data);
-* ``atari100k-<game>`` -- the Atari 100k protocol (:mod:`envs.atari`);
-* ``urlb-<domain>[_<task>]`` and ``dmc-<domain>_<task>`` -- dm_control (:mod:`envs.dmc`);
+  (:mod:`rlkit.envs.mujoco`); ``antmaze-<level>`` to D4RL's AntMaze evaluation env rebuilt on MuJoCo 3
+  (:mod:`rlkit.envs.antmaze`), and ``antmaze-gr-<level>`` to gymnasium-robotics' AntMaze (Minari's data);
+* ``atari100k-<game>`` -- the Atari 100k protocol (:mod:`rlkit.envs.atari`);
+* ``urlb-<domain>[_<task>]`` and ``dmc-<domain>_<task>`` -- dm_control (:mod:`rlkit.envs.dmc`);
 * anything else is passed to ``gymnasium.make`` (e.g. ``Pendulum-v1``).
 
 Families register a resolver with :func:`register_family`; this keeps the dispatcher free of imports
@@ -26,16 +26,16 @@ from rlkit.errors import EnvError
 
 # (prefix, "module:function") pairs, tried in order; the function takes (name, **kwargs).
 _FAMILIES: list[tuple[str, str]] = [
-    ("atari100k-", "envs.atari:make_atari100k"),
-    ("atari-spr-", "envs.atari:make_atari_spr"),
-    ("urlb-", "envs.dmc:make_urlb"),
-    ("dmc-", "envs.dmc:make_dmc"),
-    ("antmaze-gr-", "envs.mujoco:make_antmaze_gymnasium_robotics"),
-    ("antmaze-", "envs.antmaze:make_antmaze"),
-    ("hopper", "envs.mujoco:make_locomotion"),
-    ("halfcheetah", "envs.mujoco:make_locomotion"),
-    ("walker2d", "envs.mujoco:make_locomotion"),
-    ("ant", "envs.mujoco:make_locomotion"),
+    ("atari100k-", "rlkit.envs.atari:make_atari100k"),
+    ("atari-spr-", "rlkit.envs.atari:make_atari_spr"),
+    ("urlb-", "rlkit.envs.dmc:make_urlb"),
+    ("dmc-", "rlkit.envs.dmc:make_dmc"),
+    ("antmaze-gr-", "rlkit.envs.mujoco:make_antmaze_gymnasium_robotics"),
+    ("antmaze-", "rlkit.envs.antmaze:make_antmaze"),
+    ("hopper", "rlkit.envs.mujoco:make_locomotion"),
+    ("halfcheetah", "rlkit.envs.mujoco:make_locomotion"),
+    ("walker2d", "rlkit.envs.mujoco:make_locomotion"),
+    ("ant", "rlkit.envs.mujoco:make_locomotion"),
 ]
 
 
@@ -73,7 +73,7 @@ def protocol_label(name: str) -> str | None:
     """The benchmark-protocol label of an env name (``atari100k-pong`` -> ``atari100k-storm``), or None
     for envs that have a single protocol (MuJoCo, dm_control, gymnasium ids)."""
     if name.lower().startswith(("atari100k-", "atari-spr-")):
-        from envs.atari import protocol_of
+        from rlkit.envs.atari import protocol_of
 
         return protocol_of(name)
     return None

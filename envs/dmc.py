@@ -1,6 +1,6 @@
 """dm_control on the gymnasium API, URLB task names and URLB expert scores.
 
-Names (resolved by :func:`envs.make`):
+Names (resolved by :func:`rlkit.envs.make`):
 
 * ``urlb-<domain>_<task>`` -- one of the 12 URLB downstream tasks (:data:`URLB_TASKS`), e.g.
   ``urlb-walker_flip``, ``urlb-jaco_reach_top_left``;
@@ -62,9 +62,9 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from dm_control import composer, suite  # noqa: E402
 from dm_control.rl import control  # noqa: E402
+from rlkit.envs import urlb_tasks  # noqa: E402
+from rlkit.envs.state import mujoco_restore, mujoco_snapshot  # noqa: E402
 
-from envs import urlb_tasks  # noqa: E402
-from envs.state import mujoco_restore, mujoco_snapshot  # noqa: E402
 from rlkit.errors import EnvError, choices_hint  # noqa: E402
 
 URLB_DOMAINS: tuple[str, ...] = ("walker", "quadruped", "jaco")

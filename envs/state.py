@@ -16,7 +16,7 @@ The wrapper chain is walked from the outside in; each layer is saved by the firs
 3. the layer is ale-py's ``AtariEnv``: ``ale.cloneState(include_rng=True)`` (emulator, frame counters,
    the ALE's RNG), then rule 4. The ALE does not save the previous action its sticky-action logic repeats,
    so a raw ALE env with ``repeat_action_probability > 0`` is only approximately resumed (a warning says
-   so); :mod:`envs.atari` implements sticky actions itself for this reason;
+   so); :mod:`rlkit.envs.atari` implements sticky actions itself for this reason;
 4. generic: every instance attribute that is plain data (numbers, strings, numpy arrays, and lists /
    tuples / deques / dicts of those) -- e.g. ``TimeLimit._elapsed_steps``, ``OrderEnforcing._has_reset``,
    ``PassiveEnvChecker.checked_*``, ``RecordEpisodeStatistics`` counters and queues, ``Pendulum.state``,

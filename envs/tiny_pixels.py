@@ -17,7 +17,7 @@ Returns: a perfect policy scores +1. A policy that ignores the ball (uniform ran
 action) catches with probability ``paddle / cols`` and scores ``2 paddle / cols - 1`` (-0.75 with the
 defaults; :func:`random_policy_return`).
 
-Registered as ``rlkit/TinyCatch-v0``; ``gymnasium.make("envs.tiny_pixels:rlkit/TinyCatch-v0")`` imports
+Registered as ``rlkit/TinyCatch-v0``; ``gymnasium.make("rlkit.envs.tiny_pixels:rlkit/TinyCatch-v0")`` imports
 this module first, so the env needs no entry in :mod:`envs`'s name dispatcher.
 """
 
@@ -83,4 +83,4 @@ def random_policy_return(cols: int = 8, paddle: int = 1) -> float:
     return 2.0 * paddle / cols - 1.0
 
 
-gym.register(id="rlkit/TinyCatch-v0", entry_point="envs.tiny_pixels:TinyCatchEnv")
+gym.register(id="rlkit/TinyCatch-v0", entry_point="rlkit.envs.tiny_pixels:TinyCatchEnv")

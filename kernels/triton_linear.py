@@ -326,7 +326,7 @@ def causal_linear(
     *,
     chunk_size: int = 64,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Drop-in Triton replacement of :func:`kernels.reference.causal_linear_core` (same arguments/returns).
+    """Drop-in Triton replacement of :func:`rlkit.kernels.reference.causal_linear_core` (same arguments/returns).
 
     qf, kf [B, T, H, d_k] (computed in float32), v [B, T, H, d_v]; S0 [B, H, d_k, d_v] and z0 [B, H, d_k]
     go together (both or neither). Returns num [B, T, H, d_v], den [B, T, H], S_T, z_T, all float32.

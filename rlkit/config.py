@@ -39,18 +39,20 @@ RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval
 
 
 def config_dir() -> Path:
-    """The ``configs/`` directory: ``$RLKIT_CONFIG_DIR``, the source checkout, or the installed package."""
+    """The ``configs/`` directory: ``$RLKIT_CONFIG_DIR``, else the installed ``rlkit.configs`` package data
+    (the repository's ``configs/`` folder in an editable install)."""
     if os.environ.get("RLKIT_CONFIG_DIR"):
         return Path(os.environ["RLKIT_CONFIG_DIR"]).resolve()
-    here = Path(__file__).resolve().parent.parent / "configs"
-    if (here / "config.yaml").exists():
-        return here
     import importlib.util
 
-    spec = importlib.util.find_spec("configs")
-    if spec and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    raise ConfigError("cannot find rlkit's configs/ directory; reinstall with `pip install -e .`")
+    spec = importlib.util.find_spec("rlkit.configs")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "config.yaml").exists():
+            return Path(location)
+    here = Path(__file__).resolve().parent.parent / "configs"  # a source checkout that is not installed
+    if (here / "config.yaml").exists():
+        return here
+    raise ConfigError("cannot find rlkit's configs (rlkit.configs); reinstall with `pip install -e .`")
 
 
 def group_options(group: str) -> list[str]:

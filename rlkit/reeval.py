@@ -17,7 +17,7 @@ from rlkit.utils import resolve_device
 
 def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str | None = None,
                device: str | None = None, seed: int | None = None) -> dict[str, Any]:
-    import envs
+    from rlkit import envs
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"

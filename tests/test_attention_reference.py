@@ -13,8 +13,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from rlkit.kernels import KINDS, KVCache, attention, empty_state
 
-from kernels import KINDS, KVCache, attention, empty_state
 from rlkit.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ naive forms
@@ -353,7 +353,7 @@ def test_stress_inputs_stay_finite_and_exact():
 @pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("chunk", [None, 8])
 def test_gla_factored_and_exact_chunk_forms_agree_with_naive(exact, chunk):
-    from kernels.reference import gla_chunked_core
+    from rlkit.kernels.reference import gla_chunked_core
 
     q, k, v, kw = make_case("gla", T=45, gate=None, seed=9)
     S0 = torch.randn(2, 2, 8, 8, dtype=q.dtype)
@@ -366,7 +366,7 @@ def test_gla_factored_and_exact_chunk_forms_agree_with_naive(exact, chunk):
 
 
 def test_gla_strong_decay_overflows_the_factored_form_so_auto_picks_exact():
-    from kernels.reference import gla_chunked_core
+    from rlkit.kernels.reference import gla_chunked_core
 
     q, k, v, kw = make_case("gla", T=64, gate=None, decay_norm=0.05, dtype=torch.float32)
     o_fact, _ = gla_chunked_core(q, k, v, kw["log_decay"], 0.3, exact=False)

@@ -54,8 +54,9 @@ if IN_PROCESS:
     if _triton_imported_compiled():
         IN_PROCESS = False
 
-from kernels import KINDS, attention  # noqa: E402
-from kernels import reference as ref  # noqa: E402
+from rlkit.kernels import KINDS, attention  # noqa: E402
+from rlkit.kernels import reference as ref  # noqa: E402
+
 from tests.test_attention_reference import make_case, naive_gla, naive_softmax, sliced  # noqa: E402
 
 
@@ -296,8 +297,8 @@ def test_transformer_on_triton_kernels_matches_reference(kind):
 
 _GPU_SCRIPT = textwrap.dedent("""
     import torch, torch.nn.functional as F
-    from kernels import attention
-    from kernels import reference as ref
+    from rlkit.kernels import attention
+    from rlkit.kernels import reference as ref
     torch.manual_seed(0)
     dev = "cuda"
     for dtype, tol in ((torch.float16, 1e-2), (torch.bfloat16, 3e-2), (torch.float32, 2e-3)):

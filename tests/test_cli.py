@@ -67,7 +67,7 @@ def test_unknown_choice_lists_valid_choices(capsys):
 def test_cfg_prints_composed_config(capsys):
     code, out, _ = run_cli(capsys, "train", "--cfg", "algo=bc", "env=hopper-medium", "seed=3")
     assert code == 0
-    assert "seed: 3" in out and "hopper-medium-v2" in out and "algorithms.offline.bc.BC" in out
+    assert "seed: 3" in out and "hopper-medium-v2" in out and "rlkit.algorithms.offline.bc.BC" in out
 
 
 def test_console_script_without_traceback(tmp_path):

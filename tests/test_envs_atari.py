@@ -8,10 +8,10 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 import pytest
+from rlkit.envs import atari
+from rlkit.envs.atari import area_resize
 
-import envs
-from envs import atari
-from envs.atari import area_resize
+from rlkit import envs
 from rlkit.errors import EnvError
 
 gym.register_envs(ale_py)
@@ -150,7 +150,7 @@ def test_reseed_every_reset_replays_the_seeded_episode():
     """A.9.7: with the flag (the STORM protocol's default) a seedless reset re-uses the last seed, so the
     same actions give the same episode (emulator start and sticky-action stream); without it they differ.
     The remembered seed is part of the exact-resume state."""
-    from envs.state import get_env_state, set_env_state
+    from rlkit.envs.state import get_env_state, set_env_state
 
     def rollout(env, seed=None):  # one whole episode (a seedless reset mid-game would continue it)
         out = [env.reset(seed=seed)[0]]

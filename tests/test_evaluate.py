@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs
+from rlkit import envs
 from rlkit.evaluation.evaluate import evaluate
 
 

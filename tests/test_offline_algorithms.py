@@ -10,13 +10,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from rlkit.algorithms.offline.awac import AWAC
+from rlkit.algorithms.offline.cql import CQL
+from rlkit.algorithms.offline.iql import IQL
+from rlkit.algorithms.offline.onestep import OneStepRL
+from rlkit.algorithms.offline.td3bc import TD3BC
 from torch import nn
 
-from algorithms.offline.awac import AWAC
-from algorithms.offline.cql import CQL
-from algorithms.offline.iql import IQL
-from algorithms.offline.onestep import OneStepRL
-from algorithms.offline.td3bc import TD3BC
 from rlkit.data.dataset import Dataset
 from rlkit.nets.mlp import EnsembleLayerNorm
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler

@@ -14,20 +14,20 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-from torch import nn
-
-from algorithms.offline.awac import AWAC
-from algorithms.offline.common import cosine_lr_lambda, gaussian_log_prob, return_scale
-from algorithms.offline.cql import CQL
-from algorithms.offline.iql import IQL, expectile_loss
-from algorithms.offline.onestep import (
+from rlkit.algorithms.offline.awac import AWAC
+from rlkit.algorithms.offline.common import cosine_lr_lambda, gaussian_log_prob, return_scale
+from rlkit.algorithms.offline.cql import CQL
+from rlkit.algorithms.offline.iql import IQL, expectile_loss
+from rlkit.algorithms.offline.onestep import (
     OneStepRL,
     truncated_normal_log_prob,
     truncated_normal_mean,
     truncated_normal_sample,
 )
-from algorithms.offline.td3bc import TD3BC
+from rlkit.algorithms.offline.td3bc import TD3BC
+from scipy import stats
+from torch import nn
+
 from rlkit.data.dataset import Dataset
 from rlkit.errors import DatasetError
 from rlkit.nets.mlp import EnsembleLinear

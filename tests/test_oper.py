@@ -4,17 +4,17 @@
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
-from algorithms.resampling import oper
-from algorithms.resampling.oper import (
+from rlkit.algorithms.resampling import oper
+from rlkit.algorithms.resampling.oper import (
     _ValueFitter,
     normalize_priorities,
     oper_a_weights,
     oper_r_priorities,
     return_priorities,
 )
-from algorithms.resampling.red import red_priorities
+from rlkit.algorithms.resampling.red import red_priorities
+from scipy import stats
+
 from rlkit.data import Dataset
 
 

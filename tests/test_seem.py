@@ -150,7 +150,7 @@ def test_non_finite_critic_gives_nan_not_an_exception():
 
 # ------------------------------------------------------------------------------------------- monitor
 def make_td3bc():
-    from algorithms.offline.td3bc import TD3BC
+    from rlkit.algorithms.offline.td3bc import TD3BC
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
     act_space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -236,7 +236,7 @@ def test_every_offline_critic_takes_the_layernorm_fix_and_the_monitor(module, na
 
     from rlkit.nets.mlp import EnsembleLayerNorm, EnsembleLinear
 
-    cls = getattr(importlib.import_module(f"algorithms.offline.{module}"), name)
+    cls = getattr(importlib.import_module(f"rlkit.algorithms.offline.{module}"), name)
     obs_space = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
     act_space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
     algo = cls(obs_space, act_space, critic_layernorm=True)

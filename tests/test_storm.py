@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from algorithms.world_models.storm import STORM
-from algorithms.world_models.storm_losses import (
+from rlkit.algorithms.world_models.storm import STORM
+from rlkit.algorithms.world_models.storm_losses import (
     ReturnNormalizer,
     kl_balance,
     lambda_returns,
     percentile,
     reconstruction_loss,
 )
-from algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
-from envs.tiny_pixels import TinyCatchEnv, random_policy_return
+from rlkit.algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
+from rlkit.envs.tiny_pixels import TinyCatchEnv, random_policy_return
+
 from rlkit import trainer
 from rlkit.errors import ConfigError
 from rlkit.nets.heads import (
@@ -460,7 +460,7 @@ def test_tiny_catch_rules_and_random_baseline():
 
 # --------------------------------------------------------------------------- configs and runs
 def test_paper_config_composes_with_every_atari100k_env(compose_cfg):
-    from envs.atari import ATARI100K_GAMES
+    from rlkit.envs.atari import ATARI100K_GAMES
 
     cfg = compose_cfg("algo=storm", "env=atari100k-pong")
     a = cfg.algo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
+from rlkit import kernels
 from rlkit.errors import ConfigError
 from rlkit.nets.transformer import CausalTransformer, TransformerConfig
 

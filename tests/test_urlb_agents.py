@@ -15,8 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
-from algorithms.unsupervised import (
+from rlkit.algorithms.unsupervised import (
     CIC,
     DDPG,
     MOSS,
@@ -29,7 +28,8 @@ from algorithms.unsupervised import (
     moss_skill,
     particle_entropy_reward,
 )
-from algorithms.unsupervised.ddpg import random_shift, sample_truncated, stddev_at
+from rlkit.algorithms.unsupervised.ddpg import random_shift, sample_truncated, stddev_at
+
 from rlkit.errors import ConfigError
 from rlkit.replay import Batch
 

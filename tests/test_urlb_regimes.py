@@ -13,10 +13,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from rlkit.algorithms.unsupervised import moss_mode
+from rlkit.envs.dmc import URLB_DOMAINS, URLB_TASKS
 
 import rlkit.regimes.urlb as urlb
-from algorithms.unsupervised import moss_mode
-from envs.dmc import URLB_DOMAINS, URLB_TASKS
 from rlkit import trainer
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint
 from rlkit.config import compose, group_options

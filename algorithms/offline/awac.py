@@ -26,9 +26,9 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, step, weighted_mean
 from torch import nn
 
-from algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, step, weighted_mean
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 

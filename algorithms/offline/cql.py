@@ -45,9 +45,9 @@ import math
 from collections.abc import Sequence
 
 import torch
+from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, step, weighted_mean
 from torch import nn
 
-from algorithms.offline.common import OfflineActorCritic, orthogonal_init_, step, weighted_mean
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
 from rlkit.optim import adam
 

@@ -31,9 +31,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from torch import nn
-
-from algorithms.offline.common import (
+from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
     cosine_lr_lambda,
     gaussian_log_prob,
@@ -41,6 +39,8 @@ from algorithms.offline.common import (
     step,
     weighted_mean,
 )
+from torch import nn
+
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 

@@ -42,15 +42,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
-
-from algorithms.offline.common import (
+from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
     gaussian_log_prob,
     policy_batch,
     step,
     weighted_mean,
 )
+from torch import nn
+
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam

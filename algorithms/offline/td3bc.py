@@ -31,8 +31,8 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
 
-from algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam

@@ -4,10 +4,10 @@ Agents pretrain reward-free (``regime=pretrain``, intrinsic reward) and finetune
 reward (``regime=finetune``); the regimes live in :mod:`rlkit.regimes.urlb`.
 """
 
-from algorithms.unsupervised.cic import CIC, CICNetworks, cic_contrastive_loss
-from algorithms.unsupervised.ddpg import DDPG
-from algorithms.unsupervised.knn_reward import RunningMeanVar, knn_distances, particle_entropy_reward
-from algorithms.unsupervised.moss import MOSS, SkillSearch, mixture_reward, moss_mode, moss_skill
+from rlkit.algorithms.unsupervised.cic import CIC, CICNetworks, cic_contrastive_loss
+from rlkit.algorithms.unsupervised.ddpg import DDPG
+from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, knn_distances, particle_entropy_reward
+from rlkit.algorithms.unsupervised.moss import MOSS, SkillSearch, mixture_reward, moss_mode, moss_skill
 
 __all__ = [
     "CIC",

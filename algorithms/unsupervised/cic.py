@@ -13,7 +13,7 @@ Contrastive loss, temperature ``tau`` = 0.5, unit-normalised ``q, k`` (:func:`ci
 ``e^{1/tau}`` subtraction approximating the removal of the positive pair (kept for fidelity).
 
 Intrinsic reward: APT's kNN particle entropy in the ``g_s`` embedding over the batch
-(:mod:`algorithms.unsupervised.knn_reward`), CIC's PyTorch variant by default: source = target =
+(:mod:`rlkit.algorithms.unsupervised.knn_reward`), CIC's PyTorch variant by default: source = target =
 ``g_s(s')``, distances divided by the running variance (unbiased), k = 16, averaged, clip 0.0005.  It replaces
 the n-step reward of the sampled transition ``(s_t, s_{t+n})`` (§1.6).  One CIC update per agent update
 (Adam, lr 1e-4); CIC's code computes the reward *after* that update (``reward_before_rep_update=False``;
@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from torch import nn
 
-from algorithms.unsupervised.ddpg import DDPG, orthogonal_init
-from algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.errors import ConfigError
 from rlkit.optim import adam
 

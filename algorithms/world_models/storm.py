@@ -52,7 +52,7 @@ Reference quirks (spec A.9) as flags, each defaulting to the reference behaviour
 
 Quirks outside the algorithm, also at the reference behaviour: A.9.7 (the training env is re-seeded
 identically at every reset) is the ``atari100k-*`` envs' ``reseed_every_reset=True``
-(:mod:`envs.atari`); A.9.8 (evaluation scores the first 20 episodes to finish over 5 envs, with the
+(:mod:`rlkit.envs.atari`); A.9.8 (evaluation scores the first 20 episodes to finish over 5 envs, with the
 sampled policy) is ``eval.protocol=first_finished`` in ``configs/algo/storm.yaml``
 (:func:`rlkit.evaluation.evaluate.evaluate`); ``eval.protocol=assigned`` gives rlkit's unbiased
 evaluation of 20 assigned episodes instead. Each summary labels the protocol its score was measured with.
@@ -71,9 +71,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
-from algorithms.world_models.storm_losses import (
+from rlkit.algorithms.world_models.storm_losses import (
     BOOTSTRAP_MODES,
     FREE_BITS_MODES,
     ReturnNormalizer,
@@ -81,7 +79,9 @@ from algorithms.world_models.storm_losses import (
     lambda_returns,
     reconstruction_loss,
 )
-from algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
+from rlkit.algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
+from torch import Tensor
+
 from rlkit.algorithm import Algorithm
 from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update

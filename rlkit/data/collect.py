@@ -120,7 +120,7 @@ def export_policy(actor_state: dict[str, Any], algo_config: dict[str, Any], path
 # ---------------------------------------------------------------------------------------- rollouts
 def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> dict[str, np.ndarray]:
     """``steps`` environment steps of ``policy`` (None: uniform random) in D4RL row order."""
-    import envs
+    from rlkit import envs
 
     venv = envs.make_vector(env_name, num_envs, autoreset=True)
     rng = np.random.default_rng(seed)
@@ -207,7 +207,7 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
                   ("observations", "actions", "rewards", "terminals", "timeouts")}
         prov = {"policy": "medium + expert", "level": level, "parts": [p.name for p in parts]}
     else:
-        import envs as env_registry
+        from rlkit import envs as env_registry
 
         behaviour = None
         prov = {"policy": "uniform random", "level": level}

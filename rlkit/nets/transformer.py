@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import kernels
-from kernels import AttentionState
+from rlkit import kernels
 from rlkit.errors import ConfigError
+from rlkit.kernels import AttentionState
 
 __all__ = [
     "TransformerConfig",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import envs
+from rlkit import envs
 from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs
+from rlkit import envs
 from rlkit.regimes.base import Regime, build_algorithm, env_kwargs
 from rlkit.regimes.sampling import sampler_params
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
@@ -135,7 +135,7 @@ class OnlineRegime(Regime):
         return {}
 
     def regime_state(self) -> dict[str, Any]:
-        from envs.state import get_vector_env_state
+        from rlkit.envs.state import get_vector_env_state
 
         return {
             "buffer": self.buffer.state_dict(),
@@ -150,7 +150,7 @@ class OnlineRegime(Regime):
         }
 
     def load_regime_state(self, state: dict[str, Any]) -> None:
-        from envs.state import set_vector_env_state
+        from rlkit.envs.state import set_vector_env_state
 
         self.buffer.load_state_dict(state["buffer"])
         set_vector_env_state(self.env, state["env"])
