@@ -24,9 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ale_py  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-from rlkit.envs import atari, dmc  # noqa: E402
 
 import envs  # noqa: E402
+from rlkit.envs import atari, dmc  # noqa: E402
 
 gym.register_envs(ale_py)
 

@@ -37,7 +37,6 @@ from rlkit.algorithms.offline.awac import AWAC  # noqa: E402
 from rlkit.algorithms.offline.cql import CQL  # noqa: E402
 from rlkit.algorithms.offline.iql import IQL  # noqa: E402
 from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-
 from rlkit.replay.batch import Batch  # noqa: E402
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah

@@ -14,9 +14,9 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+
 from rlkit.algorithms.offline.td3bc import TD3BC
 from rlkit.algorithms.resampling.oper import return_priorities
-
 from rlkit.data import Dataset
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
 

@@ -28,8 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-
-from rlkit.diagnostics.monitor import DiagnosticsMonitor, critic_space  # noqa: E402
+from rlkit.diagnostics.monitor import DiagnosticsMonitor  # noqa: E402
 from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix  # noqa: E402
 from rlkit.replay.batch import Batch  # noqa: E402
 
@@ -89,10 +88,11 @@ def main() -> None:
     monitor.run()  # warm-up (first-call costs: allocations, torch.func set-up)
     t_full = timed(monitor.run, device)
 
-    q1, policy = algo.critic_for_diagnostics()
+    view = algo.critic_for_diagnostics()
+    q1, policy = view.q, view.policy
     critic = functional_critic(q1)
-    obs, act = critic_space(algo, probe.obs, probe.action)
-    next_obs, _ = critic_space(algo, probe.next_obs, probe.action)
+    obs, act = view.inputs(probe.obs, probe.action)
+    next_obs, _ = view.inputs(probe.next_obs, probe.action)
     with torch.no_grad():
         next_act = policy(next_obs)
     rows = []

@@ -21,6 +21,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+
 from rlkit.algorithms.world_models.storm import STORM
 
 BATCHES = {"reduced": (4, 128), "paper": (16, 1024)}  # (world-model sequences, imagination contexts)

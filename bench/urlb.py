@@ -19,10 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from rlkit.algorithms.unsupervised import CIC, DDPG, MOSS  # noqa: E402
 
 import envs  # noqa: E402
 import rlkit.regimes.urlb  # noqa: E402,F401  (loads triton before dm_control's EGL)
+from rlkit.algorithms.unsupervised import CIC, DDPG, MOSS  # noqa: E402
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler  # noqa: E402
 
 SIZES = {"paper": {"hidden_dim": 1024, "batch": 1024, "skill_dim": 64},

@@ -62,9 +62,9 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from dm_control import composer, suite  # noqa: E402
 from dm_control.rl import control  # noqa: E402
+
 from rlkit.envs import urlb_tasks  # noqa: E402
 from rlkit.envs.state import mujoco_restore, mujoco_snapshot  # noqa: E402
-
 from rlkit.errors import EnvError, choices_hint  # noqa: E402
 
 URLB_DOMAINS: tuple[str, ...] = ("walker", "quadruped", "jaco")

@@ -1,24 +1,41 @@
-"""The small interface every algorithm implements.
+"""The algorithm contract: everything the core (regimes, evaluation, diagnostics) may call on an algorithm.
 
 An algorithm owns its networks, optimizers and losses; it never owns a training loop.  The trainer
-(:mod:`rlkit.trainer`) picks the regime the algorithm declares (``regime`` class attribute), feeds it
-batches and asks it to act.  Algorithms are created by Hydra from ``configs/algo/<name>.yaml``
-(``_target_``), with the environment's spaces and the device filled in by the core.
+(:mod:`rlkit.trainer`) picks a regime the algorithm declares, feeds it batches and asks it to act.
+Algorithms are created by Hydra from ``configs/algo/<name>.yaml`` (``_target_``), with the environment's
+spaces and the device filled in by the core.  The core calls *only* what is declared here, never probes
+with ``hasattr``; an algorithm that needs something else from the core extends this contract.
 
-Contract:
+What an algorithm declares (class attributes):
+
+* ``regimes`` -- the regimes it trains in, the first being its default (``rlkit train`` without
+  ``regime=``); another regime is refused in one line;
+* ``observation`` (``vector | pixels | any``) and ``action`` (``continuous | discrete | any``) -- the envs
+  it fits, checked against the env config before anything is built;
+* ``provides_priorities`` -- whether ``update`` can return per-row TD-error priorities, so that a sampler
+  that learns priorities (``sampler=per``) can be used; otherwise that sampler is refused;
+* ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears.
+
+What it implements:
 
 * ``act(obs, state=None, deterministic=False) -> (action, state)`` -- batched numpy observations in,
-  batched numpy actions out; ``state`` carries recurrent/transformer context for sequence models.
-* ``update(batch) -> dict[str, Tensor | float]`` -- one gradient step (or one train-ratio unit).  Return
-  tensors rather than floats: the logger converts them only at log time, which keeps the hot path free of
-  host synchronisation.
-* ``state_dict()`` / ``load_state_dict()`` -- every ``nn.Module``, optimizer, LR scheduler, tensor and
-  counter needed for exact resume; the default implementation collects them from the attributes.
-* optional ``on_dataset(dataset)``, ``critic_for_diagnostics()``, ``intrinsic_reward(batch)``.
+  batched numpy actions out;
+* ``update(batch) -> UpdateResult`` -- one gradient step: metrics as tensors (converted only at log time,
+  which keeps the hot path free of host synchronisation) and, when :attr:`priority_feedback` is on (the
+  regime turns it on for samplers that learn priorities), one priority per batch row;
+* ``replay_spec() -> ReplaySpec`` -- what the online regimes store and how it is sampled: columns,
+  n-step and gamma, extra named samplers (world models' sequence windows);
+* ``sample_batch(buffer, batch_size)`` -- the batch(es) of one update (default: ``buffer.sample``);
+* ``state_dict()`` / ``load_state_dict()`` -- every module, optimizer, scheduler, tensor and counter for
+  exact resume (the default collects them from the attributes);
+* optional hooks with do-nothing defaults: ``on_dataset(dataset)``, ``reset_state(state, done)``,
+  ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -26,13 +43,67 @@ import numpy as np
 import torch
 from torch import nn
 
-REGIMES = ("offline", "online", "offline_to_online", "pretrain", "finetune")
+REGIMES = ("offline", "online", "pretrain", "finetune")
+OBSERVATION_KINDS = ("vector", "pixels", "any")
+ACTION_KINDS = ("continuous", "discrete", "any")
+
+#: replay column name -> (per-row shape, numpy dtype)
+Columns = Mapping[str, tuple[tuple[int, ...], Any]]
+
+
+@dataclass
+class UpdateResult:
+    """What one ``update(batch)`` returns: metrics to log and, optionally, new per-row priorities.
+
+    ``priorities`` (shape ``[batch]``, non-negative) are handed to the sampler of the batch's rows; they are
+    only computed when the algorithm's :attr:`Algorithm.priority_feedback` is on.
+    """
+
+    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    priorities: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """What an algorithm needs from the online replay buffer.
+
+    ``columns``: the stored columns (None: the standard transition ``obs, action, reward, next_obs,
+    terminated, truncated``); ``nstep``/``gamma``: n-step transitions for single-row samplers;
+    ``extra_samplers``: named samplers beside the main one (built with the run's seed by
+    :meth:`Algorithm.replay_spec`), read by the algorithm's own :meth:`Algorithm.sample_batch`.
+    """
+
+    columns: Columns | None = None
+    nstep: int = 1
+    gamma: float = 0.99
+    extra_samplers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiagnosticsCritic:
+    """What SEEM and the Q statistics (:mod:`rlkit.diagnostics.monitor`) need of a critic.
+
+    ``q``: an ``nn.Module`` ``(obs, action) -> Q`` (one head) in the critic's own input space;
+    ``policy``: ``obs -> action`` in that space; ``gamma``: the discount; ``inputs``: raw observations and
+    env-scale actions -> the critic's input space; ``reward``: the algorithm's reward transform.
+    """
+
+    q: nn.Module
+    policy: Callable[[torch.Tensor], torch.Tensor]
+    gamma: float
+    inputs: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = lambda o, a: (o, a)
+    reward: Callable[[torch.Tensor], torch.Tensor] = lambda r: r
 
 
 class Algorithm:
-    """Base class: attribute-driven ``state_dict``, device handling, observation normalization hooks."""
+    """Base class of every algorithm (the contract in the module docstring): attribute-driven
+    ``state_dict``, device handling, and the do-nothing defaults of the optional hooks."""
 
-    regime: ClassVar[str] = "offline"
+    regimes: ClassVar[tuple[str, ...]] = ("offline",)
+    observation: ClassVar[str] = "vector"
+    action: ClassVar[str] = "continuous"
+    provides_priorities: ClassVar[bool] = False
+    recurrent: ClassVar[bool] = False
     #: extra state-dict attribute names that are plain Python values (counters, flags)
     state_attributes: ClassVar[tuple[str, ...]] = ()
 
@@ -41,20 +112,35 @@ class Algorithm:
         self.observation_space = observation_space
         self.action_space = action_space
         self.device = torch.device(device)
+        #: set by the regime when the sampler learns priorities: ``update`` then returns them
+        self.priority_feedback = False
 
     # ------------------------------------------------------------------ acting and learning
     def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = False) -> tuple[np.ndarray, Any]:
         raise NotImplementedError
 
-    def update(self, batch) -> dict[str, torch.Tensor | float]:
+    def update(self, batch) -> UpdateResult:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ replay
+    def replay_spec(self, seed: int) -> ReplaySpec:
+        """The online replay layout (standard transitions, 1-step); ``seed`` seeds extra samplers."""
+        return ReplaySpec()
+
+    def sample_batch(self, buffer, batch_size: int):
+        """The batch of one update: ``batch_size`` rows from the main sampler."""
+        return buffer.sample(batch_size)
 
     # ------------------------------------------------------------------ optional hooks
     def on_dataset(self, dataset) -> None:
         """Called once with the offline dataset before training (normalizers, reward scaling, ...)."""
 
-    def critic_for_diagnostics(self):
-        """``(q_fn, policy_fn)`` for SEEM: ``q_fn(obs, act) -> Q1`` and ``policy_fn(obs) -> action``."""
+    def reset_state(self, state: Any, done: np.ndarray) -> Any:
+        """The acting state after the envs flagged in ``done`` ended their episodes (stateless: unchanged)."""
+        return state
+
+    def critic_for_diagnostics(self) -> DiagnosticsCritic | None:
+        """The critic SEEM analyses, or None when the algorithm has none."""
         return None
 
     # ------------------------------------------------------------------ persistence
@@ -100,6 +186,67 @@ class Algorithm:
         if isinstance(self.action_space, gym.spaces.Discrete):
             return int(self.action_space.n)
         return int(np.prod(self.action_space.shape))
+
+
+class URLBAgent(Algorithm):
+    """The contract of URLB agents (Laskin et al. 2021) with the ``pretrain``/``finetune`` regimes
+    (:mod:`rlkit.regimes.urlb`), on top of :class:`Algorithm`.
+
+    Declared: ``architecture_keys`` (config keys that shape the networks: a snapshot only loads into an
+    agent with equal values), ``meta_interval`` (skill agents draw a new meta every this many episode
+    steps; 0: at episode starts only).  The regime sets ``env_step`` (agent steps so far) before every
+    environment step.  Hooks, called by the regime in this order: :meth:`setup_urlb` once;
+    :meth:`init_meta` when metas are due; ``act``; :meth:`observe_reward` after each env step;
+    :meth:`warmup_actions` during the seed steps; :meth:`init_from_snapshot` when finetuning;
+    :meth:`eval_meta` to act without a meta.
+    """
+
+    regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "any"
+    architecture_keys: ClassVar[tuple[str, ...]] = ()
+    meta_interval: ClassVar[int] = 0
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(observation_space, action_space, device)
+        #: agent steps taken so far (set by the regime before every environment step)
+        self.env_step = 0
+
+    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
+        """Called once: reward-free pretraining or finetuning on the task reward, the number of seed
+        (warm-up) steps and the environment's episode length in agent steps."""
+        raise NotImplementedError
+
+    def meta_columns(self) -> Columns:
+        """Replay columns of the meta (skill, mode) stored with every transition; none by default."""
+        return {}
+
+    def init_meta(self, episode_step: np.ndarray, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A new meta for every env (rows of arrays); the regime keeps the rows whose envs are due."""
+        return {}
+
+    def eval_meta(self, n: int) -> dict[str, np.ndarray]:
+        """The meta used when acting without one (evaluation)."""
+        return {}
+
+    def warmup_actions(self, obs: np.ndarray, meta: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Actions during the seed steps; None: uniform random (URLB)."""
+        return None
+
+    def observe_reward(self, reward: np.ndarray) -> None:
+        """The extrinsic reward of the step just taken (finetuning skill searches use it)."""
+
+    def init_from_snapshot(self, state: dict[str, Any]) -> None:
+        """Copy what finetuning keeps from a pretrained agent's ``state_dict`` (URLB Sec. 4)."""
+        raise NotImplementedError
+
+
+def td_priorities(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PER priorities ``|delta_i| = mean_k |Q_k(s_i, a_i) - y_i|`` (Schaul et al. 2016, Sec. 3.3, proportional
+    variant; the sampler adds its ``eps``), the mean over the critic ensemble axis 0 of ``q`` (``[K, B]``;
+    a ``[B]`` tensor is one critic), detached; ``target`` broadcasts against ``q``."""
+    err = (q.detach() - target.detach()).abs()
+    return err.mean(0) if err.dim() > 1 else err
 
 
 class ContinuousActionMixin:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def latest_checkpoint(directory: str | Path) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def load_latest_intact(directory: str | Path, map_location: str | torch.device = "cpu"
+                       ) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that loads, with its payload (None when there is none).
+
+    A newer one that is corrupt or truncated (a crash outside the atomic rename, a full disk, a copy cut
+    short) is renamed aside to ``<name>.corrupt`` (never deleted), with a one-line warning naming it, and
+    the previous checkpoint is tried.
+    """
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path, map_location=map_location)
+        except CheckpointError as exc:
+            aside = path.with_name(path.name + ".corrupt")
+            path.rename(aside)
+            print(f"rlkit: warning: {str(exc).split(';')[0]}; moved it to '{aside.name}' and resuming from the "
+                  "previous checkpoint", file=sys.stderr)
+    return None

@@ -194,14 +194,14 @@ def _multirun(overrides: list[str]) -> int:
 
     import hydra
 
-    from rlkit.config import config_dir, override_value
+    from rlkit.config import config_dir, override_value, searchpath_overrides
 
     sweep_dir = override_value(overrides, "hydra.sweep.dir")
     if sweep_dir is None:  # fixed here, so the outcome of every job can be read back below
         sweep_dir = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
         overrides = [*overrides, f"hydra.sweep.dir={sweep_dir}"]
     saved = sys.argv
-    sys.argv = ["rlkit", "--multirun", *overrides]
+    sys.argv = ["rlkit", "--multirun", *overrides, *searchpath_overrides()]
     try:
         hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_hydra_job)()
     finally:

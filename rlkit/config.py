@@ -25,13 +25,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from rlkit.errors import ConfigError, choices_hint
+from rlkit.regimes import REGIME_CLASSES
 
 GROUPS = ("algo", "env", "sampler")
 ENUMS = {
     "device": ("auto", "cpu", "cuda"),
     "eval.protocol": ("assigned", "first_finished"),
     "resume": (False, True, "auto"),
-    "regime": (None, "offline", "online", "offline_to_online", "pretrain", "finetune"),
+    "regime": (None, *REGIME_CLASSES),
 }
 #: keys that may differ between a checkpoint's config and the resumed run's config
 RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval.episodes", "debug",
@@ -55,16 +56,40 @@ def config_dir() -> Path:
     raise ConfigError("cannot find rlkit's configs (rlkit.configs); reinstall with `pip install -e .`")
 
 
+def extra_config_dirs() -> list[Path]:
+    """Folders on ``$RLKIT_CONFIG_PATH`` (``os.pathsep``-separated) whose ``algo/``, ``env/``, ``sampler/``
+    YAML files add options beside rlkit's own (a method kept outside the package: one module + one YAML)."""
+    dirs = [Path(p).expanduser().resolve() for p in os.environ.get("RLKIT_CONFIG_PATH", "").split(os.pathsep) if p]
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"RLKIT_CONFIG_PATH names '{d}', which is not a folder; fix or unset it")
+    return dirs
+
+
+def searchpath_overrides() -> list[str]:
+    """The Hydra override that adds :func:`extra_config_dirs` to the config search path (or nothing)."""
+    extra = extra_config_dirs()
+    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra)}]"] if extra else []
+
+
+def _option_file(group: str, name: str) -> Path:
+    for folder in (config_dir(), *extra_config_dirs()):
+        path = folder / group / f"{name}.yaml"
+        if path.exists():
+            return path
+    raise ConfigError(f"unknown {group} '{name}'")
+
+
 def group_options(group: str) -> list[str]:
-    """Names of the YAML files of a config group (``algo``, ``env``, ``sampler``)."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """Names of the YAML files of a config group (``algo``, ``env``, ``sampler``), extra folders included."""
+    return sorted({p.stem for folder in (config_dir(), *extra_config_dirs()) for p in (folder / group).glob("*.yaml")})
 
 
 def group_descriptions(group: str) -> dict[str, str]:
     """``{name: one-line description}`` of every option of a group (what ``rlkit list`` prints)."""
     out = {}
     for name in group_options(group):
-        raw = OmegaConf.load(config_dir() / group / f"{name}.yaml")
+        raw = OmegaConf.load(_option_file(group, name))
         node = raw.get(group, raw) if isinstance(raw, DictConfig) else {}
         desc = node.get("description", "") if isinstance(node, DictConfig) else ""
         out[name] = " ".join(str(desc).split())
@@ -157,7 +182,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+            cfg = hydra_compose(config_name=config_name, overrides=[*overrides, *searchpath_overrides()])
     except ConfigError:
         raise
     except Exception as exc:  # Hydra raises several exception types with multi-line messages

@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device=cuda was requested but no CUDA GPU is visible; use device=cpu or device=auto")
     return torch.device(name)
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A named child seed of the run's ``seed`` for one random stream (``purpose``, e.g. ``"exploration"``):
+    ``numpy.random.SeedSequence(seed, spawn_key=(crc32(purpose),))``'s first 32-bit word. Streams of
+    different purposes are independent, and the value depends only on ``(seed, purpose)``."""
+    key = zlib.crc32(purpose.encode())
+    return int(np.random.SeedSequence(int(seed), spawn_key=(key,)).generate_state(1)[0])
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

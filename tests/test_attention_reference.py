@@ -13,9 +13,9 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from rlkit.kernels import KINDS, KVCache, attention, empty_state
 
 from rlkit.errors import ConfigError
+from rlkit.kernels import KINDS, KVCache, attention, empty_state
 
 # ------------------------------------------------------------------------------------------ naive forms
 

@@ -56,7 +56,6 @@ if IN_PROCESS:
 
 from rlkit.kernels import KINDS, attention  # noqa: E402
 from rlkit.kernels import reference as ref  # noqa: E402
-
 from tests.test_attention_reference import make_case, naive_gla, naive_softmax, sliced  # noqa: E402
 
 

@@ -14,9 +14,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlkit.envs.state import get_env_state, get_vector_env_state, set_env_state, set_vector_env_state
 
 from rlkit import envs
+from rlkit.envs.state import get_env_state, get_vector_env_state, set_env_state, set_vector_env_state
 from rlkit.errors import CheckpointError
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 import pytest
-from rlkit.envs import antmaze
-from rlkit.envs.state import get_env_state, set_env_state
 
 from rlkit import envs
+from rlkit.envs import antmaze
+from rlkit.envs.state import get_env_state, set_env_state
 from rlkit.errors import EnvError
 
 

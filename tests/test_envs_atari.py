@@ -8,10 +8,10 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlkit.envs import atari
-from rlkit.envs.atari import area_resize
 
 from rlkit import envs
+from rlkit.envs import atari
+from rlkit.envs.atari import area_resize
 from rlkit.errors import EnvError
 
 gym.register_envs(ale_py)

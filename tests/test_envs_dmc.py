@@ -13,9 +13,9 @@ import math
 import mujoco
 import numpy as np
 import pytest
-from rlkit.envs import dmc
 
 from rlkit import envs
+from rlkit.envs import dmc
 from rlkit.errors import EnvError
 
 # --- the spec's formulas, written out ------------------------------------------------------------------

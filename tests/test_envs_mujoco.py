@@ -5,9 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlkit.envs.mujoco import ANT_D4RL_DIM, ANT_STATE_DIM
 
 from rlkit import envs
+from rlkit.envs.mujoco import ANT_D4RL_DIM, ANT_STATE_DIM
 
 
 @pytest.mark.parametrize("name, obs_dim, act_dim", [("hopper-medium", 11, 3), ("halfcheetah", 17, 6),

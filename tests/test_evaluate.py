@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from rlkit import envs
+from rlkit.algorithm import Algorithm
 from rlkit.evaluation.evaluate import evaluate
 
 
-class LinearPolicy:
+class LinearPolicy(Algorithm):
     """A fixed deterministic policy (a real policy, just not a learned one)."""
 
     device = torch.device("cpu")
@@ -55,7 +56,7 @@ def test_evaluation_does_not_touch_training_rng():
     assert torch.equal(before, torch.get_rng_state())
 
 
-class ConstantPolicy:
+class ConstantPolicy(Algorithm):
     """Every sub-env gets the same action vector ``value`` (hopper: 3 torques)."""
 
     device = torch.device("cpu")
@@ -82,7 +83,7 @@ def test_more_envs_than_episodes_with_early_terminations():
     assert len(result.returns) == 1 and result.lengths[0] < 1000
 
 
-class CartPoleLinear:
+class CartPoleLinear(Algorithm):
     """A fixed linear CartPole controller, push right iff w . obs > 0. Its episode lengths depend on the
     start state: 25-52 steps with the default w, 89-500 (bimodal) with w = (0, -0.2, 1, 0.1)."""
 

@@ -10,13 +10,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from rlkit.algorithms.offline.awac import AWAC
 from rlkit.algorithms.offline.cql import CQL
 from rlkit.algorithms.offline.iql import IQL
 from rlkit.algorithms.offline.onestep import OneStepRL
 from rlkit.algorithms.offline.td3bc import TD3BC
-from torch import nn
-
 from rlkit.data.dataset import Dataset
 from rlkit.nets.mlp import EnsembleLayerNorm
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
@@ -74,7 +74,7 @@ def updates_until_policy_term(name: str) -> int:
 def run(algo, batches) -> dict[str, torch.Tensor]:
     metrics = {}
     for b in batches:
-        metrics = algo.update(b)
+        metrics = algo.update(b).metrics
     return metrics
 
 
@@ -85,7 +85,7 @@ def test_yaml_config_builds_the_algorithm(compose_cfg, name):
 
     cfg = compose_cfg(f"algo={name}", "env=hopper-medium")
     algo = build_algorithm(cfg, OBS_SPACE, ACT_SPACE, torch.device("cpu"))
-    assert algo.regime == "offline"
+    assert algo.regimes[0] == "offline"
     assert type(algo).__name__.lower().startswith(name[:3])
 
 
@@ -131,9 +131,9 @@ def test_state_dict_round_trip_gives_identical_next_update(name):
     restored.load_state_dict(torch.load(buffer, weights_only=False))
     for b in batches[3:]:
         torch.manual_seed(7)
-        m1 = algo.update(b)
+        m1 = algo.update(b).metrics
         torch.manual_seed(7)
-        m2 = restored.update(b)
+        m2 = restored.update(b).metrics
         assert m1.keys() == m2.keys()
         for key in m1:
             torch.testing.assert_close(torch.as_tensor(m1[key]), torch.as_tensor(m2[key]), rtol=0, atol=0)
@@ -164,12 +164,12 @@ def test_updates_reduce_the_losses_on_a_fixed_batch(name):
     keys = {"td3bc": ["train/critic_loss", "train/bc_loss"], "iql": ["train/value_loss", "train/critic_loss"],
             "cql": ["train/critic_loss"], "awac": ["train/critic_loss", "train/actor_loss"],
             "onestep": ["train/critic_loss", "train/bc_loss"]}[name]
-    history = [algo.update(b) for _ in range(30)]
+    history = [algo.update(b).metrics for _ in range(30)]
     for key in keys:
         values = [float(m[key]) for m in history if key in m]
         assert values[-1] < values[0], (key, values[0], values[-1])
     if name == "onestep":  # the policy stage: the weighted log-likelihood rises on its own batch
-        policy = [float(algo.update(b)["train/actor_loss"]) for _ in range(30)]
+        policy = [float(algo.update(b).metrics["train/actor_loss"]) for _ in range(30)]
         assert policy[-1] < policy[0]
 
 
@@ -180,7 +180,7 @@ def test_training_from_a_replay_buffer_stays_finite(name):
                                   else {}))
     buffer = ReplayBuffer(ColumnarStorage.from_arrays(ds.columns()), make_sampler("uniform", seed=0))
     for _ in range(120):
-        metrics = algo.update(buffer.sample(32))
+        metrics = algo.update(buffer.sample(32)).metrics
         for key, value in metrics.items():
             assert np.isfinite(float(value)), key
     assert all(torch.isfinite(p).all() for p in algo.state_dict().values() if isinstance(p, torch.Tensor))
@@ -199,9 +199,9 @@ def test_weights_scale_exactly_the_documented_terms(name, reweight_eval):
     a1 = make_algo(name, ds, reweight_eval=reweight_eval, **extra)
     a2 = make_algo(name, ds, reweight_eval=reweight_eval, **extra)  # same seed: identical networks
     torch.manual_seed(5)
-    m1 = [a1.update(dataset_batch(ds, r)) for r in rows]
+    m1 = [a1.update(dataset_batch(ds, r)).metrics for r in rows]
     torch.manual_seed(5)
-    m2 = [a2.update(dataset_batch(ds, r, np.full(16, k))) for r in rows]
+    m2 = [a2.update(dataset_batch(ds, r, np.full(16, k))).metrics for r in rows]
     eval_scale = k if reweight_eval else 1.0
     first_eval = m1[0], m2[0]
     for key in EVAL_KEYS[name]:
@@ -224,7 +224,7 @@ def test_decoupled_policy_batch_feeds_only_the_policy_terms(name):
 
     def go(algo, batches):
         torch.manual_seed(11)
-        return [algo.update(b) for b in batches]
+        return [algo.update(b).metrics for b in batches]
 
     m_dec = go(decoupled, [Batch(b, policy_batch=p) for b, p in zip(main, prio)])
     m_main = go(main_only, main)
@@ -244,7 +244,7 @@ def test_td3bc_actor_and_targets_move_every_policy_delay_steps():
     for i in range(1, 5):
         before = [p.clone() for p in algo.actor.parameters()]
         target_before = [p.clone() for p in algo.critic_target.parameters()]
-        m = algo.update(b)
+        m = algo.update(b).metrics
         moved = any(not torch.equal(p, q) for p, q in zip(before, algo.actor.parameters()))
         target_after = algo.critic_target.parameters()
         target_moved = any(not torch.equal(p, q) for p, q in zip(target_before, target_after))
@@ -268,7 +268,7 @@ def test_onestep_phases():
     algo = make_algo("onestep", ds, bc_steps=3, q_steps=2, policy_steps=2)
     b = dataset_batch(ds, np.arange(16))
     obs = ds.observations[:5]
-    metrics = [algo.update(b) for _ in range(3)]
+    metrics = [algo.update(b).metrics for _ in range(3)]
     assert [m["train/phase"] for m in metrics] == [1.0, 1.0, 1.0]
     assert "train/critic_loss" in metrics[1] and "train/critic_loss" not in metrics[2]  # q_steps = 2
     behavior_act = algo.act(obs)[0]
@@ -278,7 +278,7 @@ def test_onestep_phases():
     assert algo.phase == 2 and not np.allclose(algo.act(obs)[0], behavior_act)
     algo.update(b)
     frozen = copy.deepcopy(algo.state_dict())
-    m = algo.update(b)  # phase 3: nothing moves
+    m = algo.update(b).metrics  # phase 3: nothing moves
     assert m == {"train/phase": 3.0}
     for key, value in algo.state_dict().items():
         if isinstance(value, torch.Tensor):
@@ -299,7 +299,9 @@ def test_act_returns_env_scale_actions_and_diagnostics_use_critic_inputs(name):
     assert action.shape == (7, ACT_DIM) and state is None
     assert (action >= box.low).all() and (action <= box.high).all()
     np.testing.assert_array_equal(algo.act(obs, deterministic=True)[0], action)
-    q_fn, policy_fn = algo.critic_for_diagnostics()
+    view = algo.critic_for_diagnostics()
+    q_fn, policy_fn = view.q, view.policy
+    assert view.gamma == algo.gamma
     obs_in, act_in = algo.critic_input(obs, action)
     with torch.no_grad():
         pi = policy_fn(obs_in)
@@ -317,6 +319,6 @@ def test_td3bc_compiled_losses_match_eager():
     eager = make_algo("td3bc", ds, policy_noise=0.0)
     compiled = make_algo("td3bc", ds, policy_noise=0.0, compile=True)
     for rows in np.array_split(np.arange(64), 4):
-        m1, m2 = eager.update(dataset_batch(ds, rows)), compiled.update(dataset_batch(ds, rows))
+        m1, m2 = eager.update(dataset_batch(ds, rows)).metrics, compiled.update(dataset_batch(ds, rows)).metrics
         for key in m1:
             torch.testing.assert_close(m2[key], m1[key], rtol=1e-4, atol=1e-5)

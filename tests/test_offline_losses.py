@@ -14,6 +14,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from scipy import stats
+from torch import nn
+
 from rlkit.algorithms.offline.awac import AWAC
 from rlkit.algorithms.offline.common import cosine_lr_lambda, gaussian_log_prob, return_scale
 from rlkit.algorithms.offline.cql import CQL
@@ -25,9 +28,6 @@ from rlkit.algorithms.offline.onestep import (
     truncated_normal_sample,
 )
 from rlkit.algorithms.offline.td3bc import TD3BC
-from scipy import stats
-from torch import nn
-
 from rlkit.data.dataset import Dataset
 from rlkit.errors import DatasetError
 from rlkit.nets.mlp import EnsembleLinear
@@ -170,7 +170,7 @@ def test_td3bc_losses_with_constant_critic(reweight_eval):
     w = torch.tensor([0.5, 1.0, 1.5, 2.0, 0.2, 0.8])
     b = make_batch(weights=w)
     pi0 = torch.tanh(algo.actor(b.obs)).detach()
-    m = algo.update(b)
+    m = algo.update(b).metrics
 
     y = b.reward + 0.99 * (1 - b.terminated) * 0.4
     c = w if reweight_eval else torch.ones_like(w)
@@ -189,7 +189,7 @@ def test_td3_without_bc_for_the_divergence_study(optimizer):
     algo = TD3BC(OBS_SPACE, ACT_SPACE, hidden=SMALL, policy_delay=1, alpha=2.5, bc_coef=0.0, optimizer=optimizer)
     set_constant(algo.critic, [-1.5, 0.7])
     w = torch.tensor([0.5, 1.0, 1.5, 2.0, 0.2, 0.8])
-    m = algo.update(make_batch(weights=w))
+    m = algo.update(make_batch(weights=w)).metrics
     torch.testing.assert_close(m["train/actor_loss"], 2.5 * w.mean())
     assert m["train/bc_loss"] > 0
     assert isinstance(algo.critic_opt, torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)
@@ -207,7 +207,7 @@ def test_iql_losses_and_capped_weight(reweight_eval):
     b = make_batch(weights=w)
     action = b.action.clamp(-1 + 1e-5, 1 - 1e-5)
     logp0 = algo.actor.log_prob(b.obs, action).detach()
-    m = algo.update(b)
+    m = algo.update(b).metrics
 
     c = w if reweight_eval else torch.ones_like(w)
     u = torch.full_like(w, 1.5 - 0.5)  # min target Q - V
@@ -239,7 +239,7 @@ def _td(b: Batch) -> torch.Tensor:
 def test_cql_plain_logsumexp_gap_is_log_of_sample_count(temp):
     algo = _cql(cql_importance_sample=False, cql_temp=temp)
     b = make_batch()
-    m = algo.update(b)
+    m = algo.update(b).metrics
     n = 4
     gap = temp * math.log(3 * n + 1)  # logsumexp over 3n + 1 equal values, minus the data value
     torch.testing.assert_close(m["train/cql_gap"], torch.tensor(gap))
@@ -256,7 +256,7 @@ def test_cql_importance_sampled_gap_with_known_log_probs():
 
     algo._sample = fixed_samples
     b = make_batch()
-    m = algo.update(b)
+    m = algo.update(b).metrics
     n = 4
     # [Q - log 0.5^|A|] * n, [Q - log π] * 2n  ->  gap = log(n 2^|A| + 2n e^{-log π})
     gap = math.log(n * 2**ACT_DIM + 2 * n * math.exp(-log_p))
@@ -268,7 +268,7 @@ def test_cql_importance_sampled_gap_with_known_log_probs():
 def test_cql_lagrange_penalty_and_multiplier_direction(target_gap, direction):
     algo = _cql(cql_importance_sample=False, lagrange=True, target_action_gap=target_gap)
     b = make_batch()
-    m = algo.update(b)
+    m = algo.update(b).metrics
     gap = math.log(13)
     expected = _td(b) + math.e * 5.0 * 2 * (gap - target_gap)  # α' = exp(1) at the start
     torch.testing.assert_close(m["train/critic_loss"], expected)
@@ -283,7 +283,7 @@ def test_cql_actor_loss_is_weighted_sac_objective():
     torch.manual_seed(3)
     _, logp = algo.actor(b.obs).rsample_with_log_prob()
     torch.manual_seed(3)
-    m = algo.update(b)
+    m = algo.update(b).metrics
     # α = 1 at the start, min_k Q_k = -0.4 everywhere
     torch.testing.assert_close(m["train/actor_loss"], (w * (logp.detach() + 0.4)).mean())
 
@@ -298,7 +298,7 @@ def test_awac_advantage_weights_and_losses():
     b = make_batch(weights=w)
     b.action[0] = torch.tensor([0.9, 0.8])  # advantage 1.7 -> exp(6.8) = 898, capped at 100
     logp0 = algo.actor.log_prob(b.obs, b.action).detach()
-    m = algo.update(b)
+    m = algo.update(b).metrics
 
     y = b.reward + 0.99 * (1 - b.terminated) * 0.3
     q = b.action.sum(-1) + 0.3
@@ -330,7 +330,7 @@ def test_sarsa_target_uses_dataset_next_action(reweight_eval):
     set_action_sum(algo.critic_target, -0.2)
     rows = np.array([0, 4, 5, 8, 11])
     w = np.array([0.5, 2.0, 3.0, 1.0, 4.0], np.float32)
-    m = algo.update(dataset_batch(ds, rows, w))
+    m = algo.update(dataset_batch(ds, rows, w)).metrics
 
     a, a_next = ds.actions[rows], ds.actions[np.minimum(rows + 1, len(ds) - 1)]
     q = a.sum(-1) + 0.1
@@ -354,6 +354,6 @@ def test_onestep_policy_starts_from_behaviour_and_regresses_weighted_log_likelih
     b = dataset_batch(ds, rows, w)
     mean, log_std = algo.behavior(b.obs)
     logp = truncated_normal_log_prob(b.action.clamp(-1 + 1e-4, 1 - 1e-4), mean, log_std).detach()
-    m = algo.update(b)  # first policy update: π ← β̂, weights exp(0 · A) = 1
+    m = algo.update(b).metrics  # first policy update: π ← β̂, weights exp(0 · A) = 1
     torch.testing.assert_close(m["train/actor_loss"], -(torch.as_tensor(w) * logp).mean())
     torch.testing.assert_close(m["train/adv_weight_mean"], torch.tensor(1.0))

@@ -4,6 +4,8 @@
 import numpy as np
 import pytest
 import torch
+from scipy import stats
+
 from rlkit.algorithms.resampling import oper
 from rlkit.algorithms.resampling.oper import (
     _ValueFitter,
@@ -13,8 +15,6 @@ from rlkit.algorithms.resampling.oper import (
     return_priorities,
 )
 from rlkit.algorithms.resampling.red import red_priorities
-from scipy import stats
-
 from rlkit.data import Dataset
 
 

@@ -64,8 +64,27 @@ def test_changed_config_and_corrupt_checkpoint_are_refused(compose_cfg, tmp_path
         trainer.run(compose_cfg(*overrides, "algo.lr=1e-3", f"run_dir={run_dir}", "resume=true"))
     newest = sorted((run_dir / "checkpoints").iterdir())[-1]
     newest.write_bytes(newest.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="holds no intact checkpoint"):
         trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=true"))
+    assert (newest.parent / (newest.name + ".corrupt")).exists()  # set aside, never deleted
+
+
+def test_truncated_newest_checkpoint_resumes_from_the_previous_one(compose_cfg, tmp_path, random_hopper_file,
+                                                                    capsys):
+    """A cut-short newest checkpoint: one warning naming it, the file renamed aside, and the run continues
+    exactly from the previous checkpoint (same metrics as the uninterrupted run)."""
+    overrides = offline_overrides(random_hopper_file)
+    run_dir = tmp_path / "run"
+    trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}"))  # checkpoints kept: steps 200 and 300
+    full = metric_records(run_dir)
+    newest = sorted((run_dir / "checkpoints").glob("step_*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    capsys.readouterr()
+    summary = trainer.run(compose_cfg(*overrides, f"run_dir={run_dir}", "resume=true"))
+    err = capsys.readouterr().err
+    assert f"{newest.name}' is corrupt or truncated" in err and "resuming from the previous checkpoint" in err
+    assert (newest.parent / (newest.name + ".corrupt")).exists()
+    assert summary["steps"] == 300 and metric_records(run_dir) == full
 
 
 def test_preemption_signal_checkpoints_then_requeued_job_resumes_exactly(compose_cfg, tmp_path, random_hopper_file):

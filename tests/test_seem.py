@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlkit.diagnostics.monitor import DiagnosticsMonitor, critic_space
+from rlkit.diagnostics.monitor import DiagnosticsMonitor
 from rlkit.diagnostics.seem import (
     compute_seem,
     functional_critic,
@@ -197,9 +197,10 @@ def test_monitor_feeds_the_critic_its_own_input_space():
     algo = make_td3bc()
     batch = raw_batch(16, seed=1)
     metrics = DiagnosticsMonitor(algo, lambda n: batch, interval=5, batch=16).run()
-    q1, policy = algo.critic_for_diagnostics()
+    view = algo.critic_for_diagnostics()
+    q1, policy = view.q, view.policy
     obs, act = (batch.obs - 0.5) / 2.0, batch.action / 2.0
-    torch.testing.assert_close(critic_space(algo, batch.obs, batch.action)[1], act)
+    torch.testing.assert_close(view.inputs(batch.obs, batch.action)[1], act)
     with torch.no_grad():
         assert float(metrics["diag/q_mean"]) == pytest.approx(float(q1(obs, act).mean()), rel=1e-5)
     ref = compute_seem(q1, policy, obs, act, (batch.next_obs - 0.5) / 2.0, algo.gamma, 1 - batch.terminated)
@@ -208,20 +209,18 @@ def test_monitor_feeds_the_critic_its_own_input_space():
 
 
 def test_monitor_refuses_an_algorithm_without_a_critic():
-    class NoCritic:
-        gamma = 0.99
+    from rlkit.algorithm import Algorithm, DiagnosticsCritic
 
-        def critic_for_diagnostics(self):
-            return None
+    space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 
-    class FunctionCritic(NoCritic):
+    class FunctionCritic(Algorithm):
         def critic_for_diagnostics(self):
-            return (lambda obs, act: obs.sum(-1)), (lambda obs: obs)
+            return DiagnosticsCritic(q=lambda obs, act: obs.sum(-1), policy=lambda obs: obs, gamma=0.99)
 
     with pytest.raises(ConfigError, match="exposes no critic"):
-        DiagnosticsMonitor(NoCritic(), lambda n: None, interval=10, batch=8)
+        DiagnosticsMonitor(Algorithm(space, space), lambda n: None, interval=10, batch=8)
     with pytest.raises(ConfigError, match="not an nn.Module"):
-        DiagnosticsMonitor(FunctionCritic(), lambda n: None, interval=10, batch=8)
+        DiagnosticsMonitor(FunctionCritic(space, space), lambda n: None, interval=10, batch=8)
 
 
 OFFLINE = [("td3bc", "TD3BC"), ("iql", "IQL"), ("cql", "CQL"), ("awac", "AWAC"), ("onestep", "OneStepRL")]

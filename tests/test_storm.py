@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from rlkit import trainer
 from rlkit.algorithms.world_models.storm import STORM
 from rlkit.algorithms.world_models.storm_losses import (
     ReturnNormalizer,
@@ -21,8 +23,6 @@ from rlkit.algorithms.world_models.storm_losses import (
 )
 from rlkit.algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
 from rlkit.envs.tiny_pixels import TinyCatchEnv, random_policy_return
-
-from rlkit import trainer
 from rlkit.errors import ConfigError
 from rlkit.nets.heads import (
     TwoHotSymlog,
@@ -387,7 +387,7 @@ def test_world_model_overfits_a_fixed_sequence():
 def test_bf16_autocast_update_runs():
     algo = small_storm(precision="bf16")
     assert algo.use_bf16
-    metrics = algo.update({"wm": random_sequences(algo, 2, 8), "ctx": random_sequences(algo, 8, 4)})
+    metrics = algo.update({"wm": random_sequences(algo, 2, 8), "ctx": random_sequences(algo, 8, 4)}).metrics
     assert all(torch.isfinite(v).all() for v in metrics.values())
 
 

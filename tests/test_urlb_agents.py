@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from rlkit.algorithms.unsupervised import (
     CIC,
     DDPG,
@@ -29,7 +30,6 @@ from rlkit.algorithms.unsupervised import (
     particle_entropy_reward,
 )
 from rlkit.algorithms.unsupervised.ddpg import random_shift, sample_truncated, stddev_at
-
 from rlkit.errors import ConfigError
 from rlkit.replay import Batch
 
@@ -184,7 +184,7 @@ def test_ddpg_critic_target_and_ema_follow_the_equations():
     batch = make_batch()
     before = copy.deepcopy(algo)
     torch.manual_seed(123)
-    metrics = algo.update(batch)
+    metrics = algo.update(batch).metrics
     torch.manual_seed(123)
     with torch.no_grad():
         mu_next = before.actor(batch.next_obs)

@@ -13,13 +13,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from rlkit.algorithms.unsupervised import moss_mode
-from rlkit.envs.dmc import URLB_DOMAINS, URLB_TASKS
 
 import rlkit.regimes.urlb as urlb
 from rlkit import trainer
+from rlkit.algorithms.unsupervised import moss_mode
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint
 from rlkit.config import compose, group_options
+from rlkit.envs.dmc import URLB_DOMAINS, URLB_TASKS
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation import statistics as st
 from rlkit.evaluation.report import build_report, urlb_tables

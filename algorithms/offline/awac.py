@@ -26,9 +26,10 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, step, weighted_mean
 from torch import nn
 
+from rlkit.algorithm import UpdateResult, td_priorities
+from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, step, weighted_mean
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 
@@ -79,7 +80,7 @@ class AWAC(OfflineActorCritic):
     def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.actor(obs)[0] if deterministic else self.actor.sample(obs)
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         self.num_updates += 1
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action)
@@ -102,13 +103,14 @@ class AWAC(OfflineActorCritic):
         step(self.actor_opt, actor_loss)
         polyak_update(self.critic, self.critic_target, self.tau)
 
-        return {
+        metrics = {
             "train/critic_loss": critic_loss.detach(),
             "train/actor_loss": actor_loss.detach(),
             "train/q_mean": q.detach().mean(),
             "train/adv_weight_mean": adv_weight.mean(),
         }
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), mean action(obs))`` on normalised observations and actions in [-1, 1]."""
-        return self.critic.member(0), lambda obs: self.actor(obs)[0].clamp(-1.0, 1.0)
+        return self.diagnostics_critic(self.critic.member(0), lambda obs: self.actor(obs)[0].clamp(-1.0, 1.0))

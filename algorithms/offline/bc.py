@@ -17,14 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.algorithm import Algorithm, ContinuousActionMixin
+from rlkit.algorithm import Algorithm, ContinuousActionMixin, UpdateResult
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, Normalizer, TanhGaussianHead
 from rlkit.optim import adam
 
 
 class BC(ContinuousActionMixin, Algorithm):
-    regime = "offline"
+    """Behaviour cloning; it has no critic, so it computes no TD-error priorities (``sampler=per`` is
+    refused; static-priority samplers such as ``oper_r`` work)."""
+
+    regimes = ("offline",)
 
     def __init__(self, observation_space, action_space, device="cpu", *, lr: float = 3e-4,
                  hidden: Sequence[int] = (256, 256), policy: str = "deterministic", normalize_obs: bool = True,
@@ -54,7 +57,7 @@ class BC(ContinuousActionMixin, Algorithm):
     def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = True):
         return self.to_env_action(self._policy_action(self.as_tensor(obs))), state
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         target = self.from_env_action(batch.action).clamp(-1 + 1e-5, 1 - 1e-5)
         if self.policy_kind == "deterministic":
             per_sample = (self._policy_action(batch.obs) - target).pow(2).mean(-1)
@@ -64,4 +67,4 @@ class BC(ContinuousActionMixin, Algorithm):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"train/bc_loss": loss.detach()}
+        return UpdateResult({"train/bc_loss": loss.detach()})

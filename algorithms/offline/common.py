@@ -11,7 +11,7 @@
   (spec ``offline_rl.md`` section 0.2);
 * **sample weights** (OPER, spec section 1.5) -- policy terms are always multiplied by the policy batch's
   ``weights``; critic/value terms only when ``reweight_eval`` is on (:meth:`eval_weights`);
-* **decoupled batches** -- when the regime puts a second, prioritised batch under ``batch["policy_batch"]``
+* **decoupled batches** -- when the regime puts a second, prioritised batch in ``batch.policy_batch``
   the policy-improvement/constraint terms read it and the evaluation terms read the main batch
   (:func:`policy_batch`);
 * acting (normalise, policy in ``[-1, 1]``, rescale to the env's box) and the update counter that policy
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.algorithm import Algorithm, ContinuousActionMixin
+from rlkit.algorithm import Algorithm, ContinuousActionMixin, DiagnosticsCritic
 from rlkit.errors import DatasetError
 from rlkit.nets import Normalizer
 from rlkit.nets.mlp import EnsembleLinear
@@ -42,8 +42,8 @@ RETURN_SCALE_TARGET = 1000.0
 
 
 def policy_batch(batch):
-    """The batch of the policy terms: ``batch["policy_batch"]`` under decoupled resampling, else ``batch``."""
-    return batch.get("policy_batch", batch)
+    """The batch of the policy terms: ``batch.policy_batch`` under decoupled resampling, else ``batch``."""
+    return batch if batch.policy_batch is None else batch.policy_batch
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -95,7 +95,9 @@ class OfflineActorCritic(ContinuousActionMixin, Algorithm):
     ``[-1, 1]``) and ``update(batch)``; ``update`` increments :attr:`num_updates` once per call.
     """
 
-    regime = "offline"
+    regimes = ("offline",)
+    #: every subclass has a critic: ``update`` returns ``|Q - y|`` priorities when asked (PER on offline data)
+    provides_priorities = True
     state_attributes = ("num_updates", "reward_multiplier")
 
     def __init__(self, observation_space, action_space, device: str | torch.device = "cpu", *,
@@ -150,6 +152,11 @@ class OfflineActorCritic(ContinuousActionMixin, Algorithm):
         obs_t = self.obs_norm(self.as_tensor(obs))
         act_t = None if action is None else self.from_env_action(self.as_tensor(action))
         return obs_t, act_t
+
+    def diagnostics_critic(self, q: nn.Module, policy: Callable[[torch.Tensor], torch.Tensor]) -> DiagnosticsCritic:
+        """SEEM's view of critic ``q`` and ``policy``, both on normalised observations and [-1, 1] actions."""
+        return DiagnosticsCritic(q=q, policy=policy, gamma=float(self.gamma), inputs=self.critic_input,
+                                 reward=self.transform_reward)
 
     # ------------------------------------------------------------------ acting
     def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:

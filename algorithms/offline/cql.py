@@ -45,9 +45,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, step, weighted_mean
 from torch import nn
 
+from rlkit.algorithm import UpdateResult, td_priorities
+from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, step, weighted_mean
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
 from rlkit.optim import adam
 
@@ -131,7 +132,7 @@ class CQL(OfflineActorCritic):
         flat_obs = obs.expand(n, *obs.shape).reshape(n * b, -1)
         return critic(flat_obs, actions.reshape(n * b, -1)).view(-1, n, b)
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         self.num_updates += 1
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action)
@@ -214,8 +215,8 @@ class CQL(OfflineActorCritic):
         }
         if self.lagrange:
             metrics["train/alpha_prime"] = alpha_prime.detach()
-        return metrics
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), tanh(mean)(obs))`` on normalised observations and actions in [-1, 1]."""
-        return self.critic.member(0), lambda obs: self.actor(obs).mode
+        return self.diagnostics_critic(self.critic.member(0), lambda obs: self.actor(obs).mode)

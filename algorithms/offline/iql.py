@@ -31,6 +31,9 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from torch import nn
+
+from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
     cosine_lr_lambda,
@@ -39,8 +42,6 @@ from rlkit.algorithms.offline.common import (
     step,
     weighted_mean,
 )
-from torch import nn
-
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 
@@ -111,7 +112,7 @@ class IQL(OfflineActorCritic):
             self.actor.train()
         return mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         self.num_updates += 1
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action).clamp(-ACTION_CLIP, ACTION_CLIP)
@@ -140,7 +141,7 @@ class IQL(OfflineActorCritic):
         step(self.critic_opt, critic_loss)
         polyak_update(self.critic, self.critic_target, self.tau)
 
-        return {
+        metrics = {
             "train/value_loss": value_loss.detach(),
             "train/actor_loss": actor_loss.detach(),
             "train/critic_loss": critic_loss.detach(),
@@ -148,8 +149,8 @@ class IQL(OfflineActorCritic):
             "train/v_mean": v.detach().mean(),
             "train/adv_weight_mean": adv_weight.mean(),
         }
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), tanh-mean action(obs))`` on the network's observations and actions in [-1, 1]."""
-        member = self.critic.member(0)
-        return member, lambda obs: self.actor(obs)[0]
+        return self.diagnostics_critic(self.critic.member(0), lambda obs: self.actor(obs)[0])

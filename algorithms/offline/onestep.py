@@ -42,6 +42,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+
+from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
     gaussian_log_prob,
@@ -49,8 +52,6 @@ from rlkit.algorithms.offline.common import (
     step,
     weighted_mean,
 )
-from torch import nn
-
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
@@ -172,10 +173,11 @@ class OneStepRL(OfflineActorCritic):
         return mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
 
     # ------------------------------------------------------------------ the update
-    def update(self, batch) -> dict[str, torch.Tensor | float]:
+    def update(self, batch) -> UpdateResult:
         self.num_updates += 1
         t = self.num_updates
         metrics: dict[str, torch.Tensor | float] = {"train/phase": float(self.phase)}
+        priorities = None
         if t <= self.policy_start:
             obs, action = self.obs_norm(batch.obs), self.from_env_action(batch.action)
             c = self.eval_weights(batch)
@@ -184,30 +186,41 @@ class OneStepRL(OfflineActorCritic):
                 step(self.behavior_opt, bc_loss)
                 metrics["train/bc_loss"] = bc_loss.detach()
             if t <= self.q_steps:
-                metrics.update(self._sarsa_step(batch, obs, action, c))
+                sarsa_metrics, q, target = self._sarsa_step(batch, obs, action, c)
+                metrics.update(sarsa_metrics)
+                priorities = td_priorities(q, target) if self.priority_feedback else None
         elif t <= self.policy_start + self.policy_steps:
             if t == self.policy_start + 1:
                 self.policy.load_state_dict(self.behavior.state_dict())
             metrics.update(self._policy_step(batch))
-        return metrics
+        if self.priority_feedback and priorities is None:  # phases without a critic step: the current TD error
+            with torch.no_grad():
+                obs, action = self.obs_norm(batch.obs), self.from_env_action(batch.action)
+                priorities = td_priorities(self.critic(obs, action)[0], self._sarsa_target(batch))
+        return UpdateResult(metrics, priorities)
 
-    def _sarsa_step(self, batch, obs: torch.Tensor, action: torch.Tensor, c: torch.Tensor | None):
+    def _sarsa_target(self, batch) -> torch.Tensor:
+        """``y = r' + γ (1 - d) Q̄(s', a')`` with the dataset's next action ``a'`` (SARSA)."""
         if not self._sarsa:
             raise ConfigError("one-step RL needs the dataset's next actions: call on_dataset(dataset) "
                               "before update() (the offline regime does)")
         next_action = self._sarsa["next_action"][batch.indices]
-        valid = self._sarsa["valid"][batch.indices]
         reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
         with torch.no_grad():
             next_q = self.critic_target(self.obs_norm(batch.next_obs), next_action)[0]
-            target = reward + self.gamma * not_done * next_q
+            return reward + self.gamma * not_done * next_q
+
+    def _sarsa_step(self, batch, obs: torch.Tensor, action: torch.Tensor, c: torch.Tensor | None):
+        target = self._sarsa_target(batch)
+        valid = self._sarsa["valid"][batch.indices]
         q = self.critic(obs, action)[0]
         mask = valid if c is None else valid * c
         critic_loss = (mask * (q - target).pow(2)).sum() / valid.sum().clamp(min=1.0)
         step(self.critic_opt, critic_loss)
         if self.num_updates % self.target_update_period == 0:
             polyak_update(self.critic, self.critic_target, self.tau)
-        return {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.detach().mean()}
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.detach().mean()}
+        return metrics, q.detach(), target
 
     def _policy_step(self, batch):
         pb = policy_batch(batch)
@@ -229,4 +242,4 @@ class OneStepRL(OfflineActorCritic):
 
     def critic_for_diagnostics(self):
         """``(Q(obs, act), active policy's deterministic action(obs))``, on the networks' inputs."""
-        return self.critic.member(0), lambda obs: self.policy_action(obs, deterministic=True)
+        return self.diagnostics_critic(self.critic.member(0), lambda obs: self.policy_action(obs, deterministic=True))

@@ -31,8 +31,9 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
 
+from rlkit.algorithm import UpdateResult, td_priorities
+from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
@@ -79,7 +80,7 @@ class TD3BC(OfflineActorCritic):
                     next_obs: torch.Tensor, terminated: torch.Tensor,
                     weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²`` with the smoothed TD3 target ``y``; returns
-        ``(loss, Q)``.  Inputs are the batch's raw observations and env-scale actions."""
+        ``(loss, Q, y)``.  Inputs are the batch's raw observations and env-scale actions."""
         obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         action = self.from_env_action(action)
         with torch.no_grad():
@@ -88,7 +89,7 @@ class TD3BC(OfflineActorCritic):
             next_q = self.critic_target(next_obs, next_action).min(0).values
             target = self.transform_reward(reward) + self.gamma * (1.0 - terminated) * next_q
         q = self.critic(obs, action)
-        return weighted_mean((q - target).pow(2), weights).sum(), q.detach()
+        return weighted_mean((q - target).pow(2), weights).sum(), q.detach(), target
 
     def actor_loss(self, obs: torch.Tensor, action: torch.Tensor,
                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -101,9 +102,9 @@ class TD3BC(OfflineActorCritic):
         bc_loss = weighted_mean((pi - action).pow(2).mean(-1), weights)
         return -lmbda * weighted_mean(q_pi, weights) + self.bc_coef * bc_loss, bc_loss.detach(), lmbda
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         self.num_updates += 1
-        critic_loss, q = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
+        critic_loss, q, target = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
                                                 batch.terminated, self.eval_weights(batch))
         step(self.critic_opt, critic_loss)
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.mean()}
@@ -116,8 +117,8 @@ class TD3BC(OfflineActorCritic):
             polyak_update(self.actor, self.actor_target, self.tau)
             metrics.update({"train/actor_loss": actor_loss.detach(), "train/bc_loss": bc_loss,
                             "train/lambda": lmbda})
-        return metrics
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
     def critic_for_diagnostics(self):
-        """``(Q1(obs, act), π(obs))`` on normalised observations and actions in [-1, 1]."""
-        return self._views["q1"], lambda obs: torch.tanh(self.actor(obs))
+        """``Q1(obs, act)`` and ``π(obs)`` on normalised observations and actions in [-1, 1]."""
+        return self.diagnostics_critic(self._views["q1"], lambda obs: torch.tanh(self.actor(obs)))

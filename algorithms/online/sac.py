@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.algorithm import Algorithm, ContinuousActionMixin
+from rlkit.algorithm import Algorithm, ContinuousActionMixin, DiagnosticsCritic, UpdateResult, td_priorities
 from rlkit.nets import QEnsemble, TanhGaussianHead, polyak_update
 from rlkit.optim import adam
 
 
 class SAC(ContinuousActionMixin, Algorithm):
-    regime = "online"
+    regimes = ("online",)
+    provides_priorities = True
 
     def __init__(self, observation_space, action_space, device="cpu", *, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, alpha_lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
@@ -53,7 +54,7 @@ class SAC(ContinuousActionMixin, Algorithm):
         action = dist.mode if deterministic else dist.rsample_with_log_prob()[0]
         return self.to_env_action(action), state
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         obs, next_obs = batch.obs, batch.next_obs
         action = self.from_env_action(batch.action)
         reward, not_done = batch.reward, 1.0 - batch.terminated
@@ -83,14 +84,16 @@ class SAC(ContinuousActionMixin, Algorithm):
             self.alpha_opt.step()
 
         polyak_update(self.critic, self.critic_target, self.tau)
-        return {
+        metrics = {
             "train/critic_loss": critic_loss.detach(),
             "train/actor_loss": actor_loss.detach(),
             "train/alpha": alpha,
             "train/entropy": -logp.detach().mean(),
             "train/q_mean": q.detach().mean(),
-            "_priorities": (q.detach() - target).abs().mean(0) + 1e-6,
         }
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
-    def critic_for_diagnostics(self):
-        return self.critic.member(0), lambda obs: self.actor(obs).mode
+    def critic_for_diagnostics(self) -> DiagnosticsCritic:
+        """``Q1`` and the policy's mode on raw observations and actions in [-1, 1]."""
+        return DiagnosticsCritic(q=self.critic.member(0), policy=lambda obs: self.actor(obs).mode,
+                                 gamma=float(self.gamma), inputs=lambda o, a: (o, self.from_env_action(a)))

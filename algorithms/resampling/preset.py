@@ -21,7 +21,9 @@ BASES = ("td3bc", "iql", "bc", "onestep", "cql", "awac")
 
 
 class OPER(Algorithm):
-    regime = "offline"
+    """A base offline algorithm run on OPER priorities; every contract call goes to the base."""
+
+    regimes = ("offline",)
 
     def __init__(self, observation_space, action_space, device="cpu", *, base: str = "td3bc",
                  base_params: dict[str, Any] | None = None, per_base: dict[str, dict[str, Any]] | None = None,
@@ -38,6 +40,19 @@ class OPER(Algorithm):
         self.base = get_class(target)(observation_space=observation_space, action_space=action_space,
                                       device=device, **params)
         self.base_config = OmegaConf.create({"_target_": target, **params})
+
+    @property
+    def provides_priorities(self) -> bool:  # the base's declaration
+        return self.base.provides_priorities
+
+    @property
+    def priority_feedback(self) -> bool:
+        return self.base.priority_feedback if "base" in self.__dict__ else False
+
+    @priority_feedback.setter
+    def priority_feedback(self, on: bool) -> None:
+        if "base" in self.__dict__:
+            self.base.priority_feedback = on
 
     # every call goes to the base algorithm
     def act(self, obs, state=None, deterministic=True):
@@ -58,8 +73,4 @@ class OPER(Algorithm):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base.load_state_dict(state)
 
-    def __getattr__(self, name: str):
-        # optional hooks of the base (critic_input, transform_reward, gamma, ...) are the preset's too
-        if name == "base" or "base" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.base, name)
+

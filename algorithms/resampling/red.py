@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from rlkit.algorithms.resampling.oper import oper_r_priorities
 
 

@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
-from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from torch import nn
 
+from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.errors import ConfigError
 from rlkit.optim import adam
 
@@ -76,7 +76,7 @@ def cic_contrastive_loss(query: torch.Tensor, key: torch.Tensor, temperature: fl
 class CIC(DDPG):
     """CIC: DDPG on ``[s, z]`` with the contrastive skill discriminator and the kNN entropy reward."""
 
-    regime: ClassVar[str] = "pretrain"
+    regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
     architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "skill_dim")
 
     def __init__(self, observation_space, action_space, device="cpu", *, skill_dim: int = 64,

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.algorithm import Algorithm, ContinuousActionMixin
+from rlkit.algorithm import ContinuousActionMixin, DiagnosticsCritic, ReplaySpec, UpdateResult, URLBAgent, td_priorities
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.nets import polyak_update
 from rlkit.optim import adam
@@ -204,16 +204,15 @@ class Critic(nn.Module):
 
 
 # ----------------------------------------------------------------------------- the agent
-class DDPG(ContinuousActionMixin, Algorithm):
+class DDPG(ContinuousActionMixin, URLBAgent):
     """URLB's DDPG (module docstring).  ``regime = "finetune"``: without ``snapshot=`` it trains from
     scratch on the task reward, which is how URLB trains its DDPG baseline and expert."""
 
-    regime: ClassVar[str] = "finetune"
+    regimes: ClassVar[tuple[str, ...]] = ("finetune",)
+    provides_priorities: ClassVar[bool] = True
     state_attributes: ClassVar[tuple[str, ...]] = ("env_step", "update_encoder")
     #: config keys that shape the networks: a snapshot is only loadable with equal values
     architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim")
-    #: skill agents resample their meta every this many episode steps (0: no meta)
-    meta_interval: ClassVar[int] = 0
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, device: str | torch.device = "cpu",
                  *, obs_type: str = "states", lr: float = 1e-4, hidden_dim: int = 1024, feature_dim: int = 50,
@@ -240,7 +239,6 @@ class DDPG(ContinuousActionMixin, Algorithm):
         self.finetune_update_encoder = bool(finetune_update_encoder)
         self.simultaneous_update = bool(simultaneous_update)
         self.reward_free = False
-        self.env_step = 0
         self.update_encoder = True
 
         if pixels:
@@ -268,30 +266,12 @@ class DDPG(ContinuousActionMixin, Algorithm):
                               "use algo=cic or algo=moss with regime=pretrain")
         self.reward_free = False
 
-    def meta_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """Replay columns of the meta (skill, mode); none for plain DDPG."""
-        return {}
-
-    def replay_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """The transition columns plus the meta columns (``OnlineRegime`` builds its storage from these)."""
+    def replay_spec(self, seed: int) -> ReplaySpec:
+        """The transition columns plus the meta columns, n-step returns with the agent's ``nstep``/``gamma``."""
         obs_dtype = np.uint8 if self.pixels else np.float32
-        return transition_columns(tuple(self.observation_space.shape), tuple(self.action_space.shape),
-                                  obs_dtype=obs_dtype, extra=self.meta_columns())
-
-    def init_meta(self, episode_step: np.ndarray, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A new meta for every env (rows of arrays); the regime keeps the rows whose envs are due."""
-        return {}
-
-    def eval_meta(self, n: int) -> dict[str, np.ndarray]:
-        """The meta used when acting without one (evaluation)."""
-        return {}
-
-    def warmup_actions(self, obs: np.ndarray, meta: dict[str, np.ndarray]) -> np.ndarray | None:
-        """Actions during the seed steps; None: uniform random (URLB)."""
-        return None
-
-    def observe_reward(self, reward: np.ndarray) -> None:
-        """The extrinsic reward of the step just taken (finetune skill searches use it)."""
+        columns = transition_columns(tuple(self.observation_space.shape), tuple(self.action_space.shape),
+                                     obs_dtype=obs_dtype, extra=self.meta_columns())
+        return ReplaySpec(columns=columns, nstep=self.nstep, gamma=self.gamma)
 
     # ------------------------------------------------------------------ acting
     def _meta_tensor(self, meta: dict[str, Any] | None) -> torch.Tensor | None:
@@ -323,7 +303,7 @@ class DDPG(ContinuousActionMixin, Algorithm):
         """The reward the critic regresses on: the batch's n-step extrinsic return for DDPG."""
         return batch.reward, {}
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         obs = self.encode(batch.obs)
         with torch.no_grad():
             next_obs = self.encode(batch.next_obs)
@@ -333,13 +313,16 @@ class DDPG(ContinuousActionMixin, Algorithm):
         skill = batch.skill if self.meta_dim else None
         x = self._policy_input(obs, skill)
         x_next = self._policy_input(next_obs, skill)
-        metrics.update(self.update_actor_critic(x, self.from_env_action(batch.action), reward, batch.discount,
-                                                x_next))
-        return metrics
+        ac_metrics, q, target = self.update_actor_critic(x, self.from_env_action(batch.action), reward,
+                                                         batch.discount, x_next)
+        metrics.update(ac_metrics)
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 
     def update_actor_critic(self, x: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-                            discount: torch.Tensor, x_next: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One critic + actor step and the target EMA (module docstring equations)."""
+                            discount: torch.Tensor, x_next: torch.Tensor
+                            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One critic + actor step and the target EMA (module docstring equations); returns the metrics,
+        both critics' ``Q(x, a)`` (``[2, B]``, detached) and the target ``y``."""
         std = stddev_at(self.stddev_schedule, self.env_step)
         with torch.no_grad():
             next_action = sample_truncated(self.actor(x_next), std, self.stddev_clip)
@@ -381,12 +364,14 @@ class DDPG(ContinuousActionMixin, Algorithm):
             "train/target_q": target.mean(),
             "train/batch_reward": reward.detach().mean(),
             "train/stddev": std,
-        }
+        }, torch.stack([q1.detach(), q2.detach()]), target
 
-    def critic_for_diagnostics(self):
+    def critic_for_diagnostics(self) -> DiagnosticsCritic | None:
+        """``Q1`` and ``mu`` on state observations and actions in [-1, 1]; None for pixels or skills."""
         if self.meta_dim or self.pixels:
             return None
-        return _Q1View(self.critic), self.actor
+        return DiagnosticsCritic(q=_Q1View(self.critic), policy=self.actor, gamma=self.gamma,
+                                 inputs=lambda o, a: (o, self.from_env_action(a)))
 
     # ------------------------------------------------------------------ snapshots
     def init_from_snapshot(self, state: dict[str, Any]) -> None:

@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from rlkit.algorithms.unsupervised.cic import CIC
 
+from rlkit.algorithms.unsupervised.cic import CIC
 from rlkit.errors import ConfigError
 
 SKILL_MODES = ("half", "sign", "same", "discrete")

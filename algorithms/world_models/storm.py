@@ -71,6 +71,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+from rlkit.algorithm import Algorithm, ReplaySpec, UpdateResult
 from rlkit.algorithms.world_models.storm_losses import (
     BOOTSTRAP_MODES,
     FREE_BITS_MODES,
@@ -80,15 +83,13 @@ from rlkit.algorithms.world_models.storm_losses import (
     reconstruction_loss,
 )
 from rlkit.algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
-from torch import Tensor
-
-from rlkit.algorithm import Algorithm
 from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update
 from rlkit.nets.heads import TwoHotSymlog, sample_categorical
 from rlkit.nets.transformer import TransformerConfig
 from rlkit.optim import adam
 from rlkit.replay.samplers import SequenceSampler
+from rlkit.utils import derive_seed
 
 DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "reward": 1.0, "termination": 1.0, "dynamics": 0.5,
                         "representation": 0.1}
@@ -98,7 +99,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 class STORM(Algorithm):
     """STORM agent: :class:`WorldModel` + :class:`ActorCritic` + slow critic (module docstring)."""
 
-    regime = "online"
+    regimes = ("online",)
+    observation = "pixels"
+    action = "discrete"
+    recurrent = True
     state_attributes = ("updates",)
 
     def __init__(
@@ -239,9 +243,11 @@ class STORM(Algorithm):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     # ------------------------------------------------------------------ replay hooks (online regime)
-    def replay_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """(o_t, a_t, r_t, terminated_t, truncated_t, life_loss_t); no next_obs (sequences imply it)."""
-        return {
+    def replay_spec(self, seed: int) -> ReplaySpec:
+        """Columns (o_t, a_t, r_t, terminated_t, truncated_t, life_loss_t), no next_obs (sequences imply it),
+        and two uniform-start window samplers: ``wm`` (world-model batches) and ``ctx`` (imagination
+        contexts)."""
+        columns = {
             "obs": (tuple(self.observation_space.shape), np.uint8),
             "action": ((), np.int64),
             "reward": ((), np.float32),
@@ -249,15 +255,15 @@ class STORM(Algorithm):
             "truncated": ((), np.float32),
             "life_loss": ((), np.float32),
         }
-
-    def extra_samplers(self, seed: int) -> dict[str, SequenceSampler]:
-        """Uniform-start windows: ``wm`` (world-model batches) and ``ctx`` (imagination contexts)."""
-        return {
-            "wm": SequenceSampler(self.wm_seq_len, cross_episodes=self.cross_episodes, seed=seed + 101),
-            "ctx": SequenceSampler(self.imagine_context, cross_episodes=self.cross_episodes, seed=seed + 202),
+        samplers = {
+            "wm": SequenceSampler(self.wm_seq_len, cross_episodes=self.cross_episodes,
+                                  seed=derive_seed(seed, "storm world-model windows")),
+            "ctx": SequenceSampler(self.imagine_context, cross_episodes=self.cross_episodes,
+                                   seed=derive_seed(seed, "storm imagination contexts")),
         }
+        return ReplaySpec(columns=columns, extra_samplers=samplers)
 
-    def sample_batch(self, buffer, batch_size: int | None = None) -> dict[str, Any]:
+    def sample_batch(self, buffer, batch_size: int) -> dict[str, Any]:
         """One world-model batch and one imagination-context batch (``train.batch_size`` is not used)."""
         wm_keys = ["obs", "action", "reward", "terminated"]
         if "life_loss" in buffer.storage.columns:
@@ -268,12 +274,12 @@ class STORM(Algorithm):
         }
 
     # ------------------------------------------------------------------ learning
-    def update(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    def update(self, batch: Mapping[str, Any]) -> UpdateResult:
         """One world-model update on ``batch["wm"]``, then one agent update from ``batch["ctx"]``."""
         metrics = self.update_world_model(batch["wm"])
         metrics.update(self.update_agent(batch["ctx"]))
         self.updates += 1
-        return metrics
+        return UpdateResult(metrics)
 
     def world_model_losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The loss terms of spec A.5 on a batch of [B, T] sequences (world model in its current mode)."""

@@ -30,33 +30,22 @@ from typing import Any
 
 import torch
 
+from rlkit.algorithm import Algorithm, DiagnosticsCritic
 from rlkit.diagnostics.seem import FunctionalCritic, compute_seem, functional_critic
 from rlkit.errors import ConfigError
 
 
-def critic_space(algo, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw observations and env-scale actions -> the critic's input space: ``algo.critic_input`` when the
-    algorithm defines it; otherwise raw observations with ``algo.from_env_action`` applied to the actions
-    when it has that (tanh-policy algorithms whose critic sees actions in [-1, 1]); otherwise unchanged."""
-    if hasattr(algo, "critic_input"):
-        return algo.critic_input(obs, action)
-    if hasattr(algo, "from_env_action"):
-        return obs, algo.from_env_action(action)
-    return obs, action
-
-
-def diagnostics_critic(algo) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+def diagnostics_critic(algo: Algorithm) -> DiagnosticsCritic:
     """``algo.critic_for_diagnostics()`` checked: a clear error when the algorithm exposes no critic."""
-    getter = getattr(algo, "critic_for_diagnostics", None)
-    pair = getter() if getter is not None else None
-    if pair is None:
+    critic = algo.critic_for_diagnostics()
+    if critic is None:
         raise ConfigError(f"algorithm {type(algo).__name__} exposes no critic for SEEM "
                           "(critic_for_diagnostics() returned None); set diagnostics.seem.interval=0")
-    if not isinstance(pair[0], torch.nn.Module):
-        raise ConfigError(f"algorithm {type(algo).__name__}'s critic_for_diagnostics() returns a "
-                          f"{type(pair[0]).__name__} as the critic, not an nn.Module, so SEEM cannot "
+    if not isinstance(critic.q, torch.nn.Module):
+        raise ConfigError(f"algorithm {type(algo).__name__}'s critic_for_diagnostics() gives a "
+                          f"{type(critic.q).__name__} as the critic, not an nn.Module, so SEEM cannot "
                           "differentiate it; set diagnostics.seem.interval=0")
-    return pair
+    return critic
 
 
 class DiagnosticsMonitor:
@@ -75,10 +64,7 @@ class DiagnosticsMonitor:
         self.algo, self.probe_fn = algo, probe_fn
         self.interval, self.batch = int(interval), int(batch)
         self.method, self.chunk, self.mask_terminals = method, int(chunk), bool(mask_terminals)
-        diagnostics_critic(algo)  # fail at startup, not after the first interval
-        if not hasattr(algo, "gamma"):
-            raise ConfigError(f"algorithm {type(algo).__name__} has no 'gamma' attribute; SEEM needs the discount")
-        self.gamma = float(algo.gamma)
+        self.gamma = diagnostics_critic(algo).gamma  # fail at startup, not after the first interval
         self.probe = None
 
     def due(self, prev_step: int, step: int) -> bool:
@@ -92,12 +78,13 @@ class DiagnosticsMonitor:
         p = self.probe if self.probe is not None else self.probe_fn(self.batch)
         if p.reward.shape[0] >= self.batch:
             self.probe = p  # full size: fixed from now on (a growing online buffer is re-drawn until then)
-        q1, policy = diagnostics_critic(self.algo)
-        critic = functional_critic(q1)
+        view = diagnostics_critic(self.algo)
+        policy = view.policy
+        critic = functional_critic(view.q)
         with torch.no_grad():
-            obs, act = critic_space(self.algo, p.obs, p.action)
-            next_obs, _ = critic_space(self.algo, p.next_obs, p.action)
-            reward = self.algo.transform_reward(p.reward) if hasattr(self.algo, "transform_reward") else p.reward
+            obs, act = view.inputs(p.obs, p.action)
+            next_obs, _ = view.inputs(p.next_obs, p.action)
+            reward = view.reward(p.reward)
             terminated = p.get("terminated")
             not_done = torch.ones_like(reward) if terminated is None else 1.0 - terminated
         result = compute_seem(critic, policy, obs, act, next_obs, self.gamma,

@@ -37,16 +37,14 @@ Choices (documented deviations and decisions):
     Jacobian for a 2×256 hopper critic at n = 512 (``bench/seem.py``).  ``method="auto"`` picks it
     whenever the head is recognised as an MLP.
 
-Contract of ``Algorithm.critic_for_diagnostics()`` (followed by every rlkit algorithm):
+Contract of ``Algorithm.critic_for_diagnostics()`` (:class:`rlkit.algorithm.DiagnosticsCritic`):
 
-    returns ``(q1, policy)``: ``q1(obs, act) -> (B,)`` one critic head (an ``nn.Module``; SEEM
-    differentiates w.r.t. its own parameters, or, for a ``QEnsemble.member(i)`` view, w.r.t. member i's
-    slices of the stacked tensors), and ``policy(obs) -> act`` the current policy's deterministic action,
-    both taking **the critic's input space**: whatever the algorithm feeds its critic in training
-    (normalised observations, actions in [-1, 1]).  An algorithm whose critic inputs differ from the raw
-    batch also defines ``critic_input(obs, action) -> (obs', action')`` mapping raw observations and
-    env-scale actions into that space (:func:`rlkit.diagnostics.monitor.critic_space`); the monitor uses it.
-    The discount is read from ``algo.gamma``.
+    ``q(obs, act) -> (B,)`` is one critic head (an ``nn.Module``; SEEM differentiates w.r.t. its own
+    parameters, or, for a ``QEnsemble.member(i)`` view, w.r.t. member i's slices of the stacked tensors),
+    and ``policy(obs) -> act`` the current policy's deterministic action, both taking **the critic's input
+    space**: whatever the algorithm feeds its critic in training (normalised observations, actions in
+    [-1, 1]).  ``inputs(obs, action) -> (obs', action')`` maps raw observations and env-scale actions into
+    that space, ``reward`` is the algorithm's reward transform and ``gamma`` its discount.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
     episode_of[:first] = np.arange(first)
     next_episode = first
     seeds = [seed + int(j) if j >= 0 else None for j in episode_of]
-    devices = [algo.device] if getattr(algo, "device", torch.device("cpu")).type == "cuda" else []
+    devices = [algo.device] if algo.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         obs, _ = env.reset(seed=seeds)
@@ -122,8 +122,7 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
                 break  # the episodes still running are not scored
             new_obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": done})
             obs = np.where(done.reshape(-1, *([1] * (obs.ndim - 1))), new_obs, obs)
-            if hasattr(algo, "reset_state"):
-                state = algo.reset_state(state, done)
+            state = algo.reset_state(state, done)
     if not keep_playing:
         finished.sort(key=lambda item: item[0])
     returns = np.array([r for _, r, _ in finished], dtype=np.float64)

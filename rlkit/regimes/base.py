@@ -21,20 +21,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlkit import envs
-from rlkit.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.algorithm import Algorithm
+from rlkit.checkpoint import checkpoint_path, load_latest_intact, save_checkpoint
 from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
 from rlkit.regimes.interrupts import Preempted, stop_signals
-from rlkit.utils import atomic_write_text, resolve_device, rng_state, seed_everything, set_rng_state
+from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "paper")
 
 
 def build_algorithm(cfg: DictConfig, observation_space, action_space, device: torch.device, **extra):
     """Instantiate ``cfg.algo`` (its ``_target_`` class) with the env's spaces and the device."""
-    from hydra.utils import get_class
 
     params = OmegaConf.to_container(cfg.algo, resolve=True)
     target = params.pop("_target_", None)
@@ -42,7 +42,7 @@ def build_algorithm(cfg: DictConfig, observation_space, action_space, device: to
         params.pop(key, None)
     if not target:
         raise ConfigError(f"algo config '{cfg.algo.get('name')}' has no _target_ class")
-    cls = get_class(target)
+    cls = algorithm_class(cfg)
     try:
         return cls(observation_space=observation_space, action_space=action_space, device=device,
                    **params, **extra)
@@ -60,12 +60,26 @@ def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
 
 
-def algorithm_regime(cfg: DictConfig) -> str:
+def algorithm_class(cfg: DictConfig) -> type[Algorithm]:
+    """The class named by ``cfg.algo._target_``, checked to implement the contract."""
     from hydra.utils import get_class
 
-    if cfg.get("regime"):
-        return str(cfg.regime)
-    return str(get_class(cfg.algo._target_).regime)
+    cls = get_class(str(cfg.algo._target_))
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise ConfigError(f"algo '{cfg.algo.get('name')}' ({cfg.algo._target_}) is not an rlkit Algorithm "
+                          "subclass; see the contract in rlkit/algorithm.py")
+    return cls
+
+
+def algorithm_regime(cfg: DictConfig) -> str:
+    """``cfg.regime`` when set (it must be one the algorithm declares), else the algorithm's default."""
+    regimes = algorithm_class(cfg).regimes
+    if not cfg.get("regime"):
+        return regimes[0]
+    if str(cfg.regime) not in regimes:
+        raise ConfigError(f"algo={cfg.algo.get('name')} does not train in regime={cfg.regime}; it declares "
+                          f"{', '.join(regimes)}")
+    return str(cfg.regime)
 
 
 def git_commit() -> str | None:
@@ -198,10 +212,10 @@ class Regime:
     def probe_batch(self, n: int):
         """``n`` transitions drawn uniformly with a fixed seed from the replay storage, independent of (and
         not advancing) the training samplers' RNG: the fixed probe set of diagnostics such as SEEM."""
-        from rlkit.replay import ReplayBuffer, make_sampler
+        from rlkit.replay import ReplayBuffer, UniformSampler
 
-        view = ReplayBuffer(self.buffer.storage, make_sampler("uniform", seed=int(self.cfg.seed) + 4242),
-                            device=self.device)
+        probe_sampler = UniformSampler(seed=derive_seed(int(self.cfg.seed), "diagnostics probe"))
+        view = ReplayBuffer(self.buffer.storage, probe_sampler, device=self.device)
         return view.sample(min(n, len(self.buffer)))
 
     def build_monitor(self):
@@ -224,11 +238,11 @@ class Regime:
         self.monitor = self.build_monitor()
         resume_payload = None
         if cfg.resume:
-            ckpt = latest_checkpoint(self.run_dir / "checkpoints")
-            if ckpt is None:
-                raise CheckpointError(f"resume=true but {self.run_dir / 'checkpoints'} holds no checkpoint; "
+            found = load_latest_intact(self.run_dir / "checkpoints", map_location=self.device)
+            if found is None:
+                raise CheckpointError(f"resume=true but {self.run_dir / 'checkpoints'} holds no intact checkpoint; "
                                       "drop resume=true to start a new run")
-            resume_payload = load_checkpoint(ckpt, map_location=self.device)
+            resume_payload = found[1]
             self.restore(resume_payload)
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
                                 resume_step=self.step if resume_payload else None,
@@ -254,7 +268,8 @@ class Regime:
                             self.logger.log(self.step, diag)
                     if _crossed(prev, self.step, log_every):
                         speed = (self.step - start_step) / max(time.time() - started, 1e-9)
-                        values = self.logger.log(self.step, {**self.averager.pop(), "time/steps_per_s": speed})
+                        values = self.logger.log(self.step, {**self.averager.pop(), **self.interval_metrics(),
+                                                             "time/steps_per_s": speed})
                         self.on_log(values)
                     if eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
                         metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
@@ -292,6 +307,10 @@ class Regime:
         if interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def interval_metrics(self) -> dict[str, float]:
+        """Values sampled once per log interval (not averaged over steps), e.g. replay priorities."""
+        return {}
 
     def on_log(self, values: dict[str, float]) -> None:
         """Hook for regimes that react to logged values (diagnostics)."""

@@ -12,7 +12,12 @@ import numpy as np
 
 from rlkit.errors import DatasetError
 from rlkit.regimes.base import Regime, build_algorithm
-from rlkit.regimes.sampling import build_buffer_from_dataset, load_dataset
+from rlkit.regimes.sampling import (
+    build_buffer_from_dataset,
+    enable_priority_feedback,
+    load_dataset,
+    priority_metrics,
+)
 
 
 class OfflineRegime(Regime):
@@ -31,17 +36,20 @@ class OfflineRegime(Regime):
         self.algo.on_dataset(dataset)
         self.buffer = build_buffer_from_dataset(cfg, dataset, self.device)
         self.batch_size = int(cfg.train.batch_size)
-        self.prioritized = str(cfg.sampler.kind) == "per"
+        self.prioritized = enable_priority_feedback(cfg, self.algo, self.buffer)
+        self.decoupled = "policy" in self.buffer.extra_samplers
 
     def train_step(self) -> dict[str, Any]:
         batch = self.buffer.sample(self.batch_size)
-        if "policy" in self.buffer.extra_samplers:  # decoupled resampling: policy terms get their own batch
-            batch["policy_batch"] = self.buffer.sample(self.batch_size, sampler="policy")
-        metrics = self.algo.update(batch)
-        priorities = metrics.pop("_priorities", None)
-        if priorities is not None and self.prioritized:
-            self.buffer.update_priorities(batch.indices, priorities)
-        return metrics
+        if self.decoupled:  # decoupled resampling: the policy terms get their own prioritized batch
+            batch.policy_batch = self.buffer.sample(self.batch_size, sampler="policy")
+        result = self.algo.update(batch)
+        if self.prioritized:
+            self.buffer.update_priorities(batch.indices, result.priorities)
+        return result.metrics
+
+    def interval_metrics(self) -> dict[str, float]:
+        return priority_metrics(self.buffer) if self.prioritized else {}
 
     def regime_state(self) -> dict[str, Any]:
         # the dataset is rebuilt from its source on resume; only the samplers' RNG/priorities are saved

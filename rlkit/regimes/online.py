@@ -19,8 +19,9 @@ import numpy as np
 
 from rlkit import envs
 from rlkit.regimes.base import Regime, build_algorithm, env_kwargs
-from rlkit.regimes.sampling import sampler_params
-from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler
+from rlkit.regimes.sampling import build_samplers, enable_priority_feedback, priority_metrics
+from rlkit.replay import ColumnarStorage, ReplayBuffer
+from rlkit.utils import derive_seed
 
 
 def default_columns(obs_space: gym.Space, act_space: gym.Space) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -51,21 +52,15 @@ class OnlineRegime(Regime):
         self.eval_env = self.make_eval_env()
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
-        columns = (self.algo.replay_columns() if hasattr(self.algo, "replay_columns")
-                   else default_columns(obs_space, act_space))
+        spec = self.algo.replay_spec(int(cfg.seed))
+        columns = spec.columns if spec.columns is not None else default_columns(obs_space, act_space)
         capacity = int(cfg.train.buffer_capacity)
         storage = ColumnarStorage(capacity, columns, device=self.device if self.device.type == "cuda" else None)
-        kind = str(cfg.sampler.kind)
-        params = sampler_params(cfg.sampler)
-        if kind == "per":
-            params.setdefault("capacity", capacity)
-        sampler = make_sampler(kind, seed=int(cfg.seed), **params)
-        extra = self.algo.extra_samplers(int(cfg.seed)) if hasattr(self.algo, "extra_samplers") else {}
-        self.buffer = ReplayBuffer(storage, sampler, device=self.device, extra_samplers=extra,
-                                   nstep=int(getattr(self.algo, "nstep", 1)),
-                                   gamma=float(getattr(self.algo, "gamma", 0.99)))
-        self.prioritized = kind == "per"
-        self.rng = np.random.default_rng(int(cfg.seed) + 12345)
+        sampler, extra = build_samplers(cfg)
+        self.buffer = ReplayBuffer(storage, sampler, device=self.device,
+                                   extra_samplers={**extra, **spec.extra_samplers}, nstep=spec.nstep, gamma=spec.gamma)
+        self.prioritized = enable_priority_feedback(cfg, self.algo, self.buffer)
+        self.rng = np.random.default_rng(derive_seed(int(cfg.seed), "warmup actions"))
         self.obs, _ = self.env.reset(seed=int(cfg.seed))
         self.act_state = None
         self.episode_return = np.zeros(self.num_envs)
@@ -113,22 +108,22 @@ class OnlineRegime(Regime):
             metrics["train/episode_length"] = float(self.episode_length[done].mean())
             self.episode_return[done] = 0.0
             self.episode_length[done] = 0
-            if hasattr(self.algo, "reset_state"):
-                self.act_state = self.algo.reset_state(self.act_state, done)
+            self.act_state = self.algo.reset_state(self.act_state, done)
         self.obs = next_obs
         if self.step + self.num_envs > self.warmup:
             self.update_credit += self.num_envs * self.ratio
             while self.update_credit >= 1.0:
                 self.update_credit -= 1.0
-                batch = (self.algo.sample_batch(self.buffer, self.batch_size) if hasattr(self.algo, "sample_batch")
-                         else self.buffer.sample(self.batch_size))
-                update_metrics = self.algo.update(batch)
-                priorities = update_metrics.pop("_priorities", None)
-                if priorities is not None and self.prioritized:
-                    self.buffer.update_priorities(batch.indices, priorities)
+                batch = self.algo.sample_batch(self.buffer, self.batch_size)
+                result = self.algo.update(batch)
+                if self.prioritized:
+                    self.buffer.update_priorities(batch.indices, result.priorities)
                 self.updates_done += 1
-                metrics.update(update_metrics)
+                metrics.update(result.metrics)
         return metrics
+
+    def interval_metrics(self) -> dict[str, float]:
+        return priority_metrics(self.buffer) if self.prioritized and len(self.buffer) else {}
 
     def extra_columns(self) -> dict[str, np.ndarray]:
         """Columns stored with every transition besides the env's (URLB: the skill active at ``s_t``)."""

@@ -44,16 +44,15 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from rlkit.algorithm import URLBAgent
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.regimes.online import OnlineRegime
-from rlkit.utils import atomic_write_text
+from rlkit.utils import atomic_write_text, derive_seed
 
 SNAPSHOT_KIND = "urlb_snapshot"
 DEFAULT_SNAPSHOT_FRAMES = (100_000, 500_000, 1_000_000, 2_000_000)
 _SNAPSHOT_NAME = re.compile(r"snapshot_(\d+)\.pt$")
-URLB_HOOKS = ("setup_urlb", "meta_columns", "init_meta", "eval_meta", "warmup_actions", "observe_reward",
-              "init_from_snapshot")
 
 
 class URLBRegime(OnlineRegime):
@@ -63,16 +62,15 @@ class URLBRegime(OnlineRegime):
 
     def setup(self) -> None:
         super().setup()
-        missing = [h for h in URLB_HOOKS if not hasattr(self.algo, h)]
-        if missing:
-            raise ConfigError(f"algo '{self.cfg.algo.get('name')}' is not a URLB agent (lacks {', '.join(missing)}); "
-                              f"regime={self.name} needs algo=ddpg, cic or moss")
+        if not isinstance(self.algo, URLBAgent):
+            raise ConfigError(f"algo '{self.cfg.algo.get('name')}' is not a URLB agent; regime={self.name} needs "
+                              "one (algo=ddpg, cic, moss, ...)")
         first = self.env.envs[0].unwrapped
         self.action_repeat = int(getattr(first, "action_repeat", 1))
         episode_steps = int(getattr(first, "max_episode_steps", 1000))
         self.algo.setup_urlb(reward_free=self.reward_free, seed_steps=self.warmup, episode_steps=episode_steps)
-        self.meta_interval = int(getattr(self.algo, "meta_interval", 0))
-        self.meta_rng = np.random.default_rng(int(self.cfg.seed) + 4099)
+        self.meta_interval = int(self.algo.meta_interval)
+        self.meta_rng = np.random.default_rng(derive_seed(int(self.cfg.seed), "urlb meta"))
 
     # ------------------------------------------------------------------ meta
     def _refresh_meta(self) -> None:
@@ -246,7 +244,7 @@ class FinetuneRegime(URLBRegime):
                                   "domain")
         pretrained = payload.get("algo_config", {})
         current = OmegaConf.to_container(cfg.algo, resolve=True)
-        differing = [k for k in getattr(self.algo, "architecture_keys", ())
+        differing = [k for k in self.algo.architecture_keys
                      if k in pretrained and pretrained.get(k) != current.get(k)]
         if differing:
             fix = " ".join(f"algo.{k}={pretrained[k]}" for k in differing)

@@ -31,6 +31,9 @@ class Sampler:
 
     #: Short name used by :func:`make_sampler` and in error messages.
     name = "base"
+    #: whether the sampler learns priorities from the learner (``update_priorities``): the regime then
+    #: asks the algorithm for per-row TD-error priorities, and refuses algorithms that cannot give them
+    learns_priorities: bool = False
 
     def __init__(self, seed: int | None = None) -> None:
         self.rng = np.random.Generator(np.random.PCG64(seed))
@@ -103,6 +106,7 @@ class PrioritizedSampler(Sampler):
     """
 
     name = "per"
+    learns_priorities = True
 
     def __init__(
         self,
@@ -181,6 +185,14 @@ class PrioritizedSampler(Sampler):
         # w_i / max_j w_j = (P(i) / min_j P(j))^-beta; N and the total cancel.
         weights = np.power(leaf * (1.0 / tree.min), -beta).astype(np.float32)
         return indices, weights
+
+    def priority_stats(self, size: int) -> tuple[float, float]:
+        """``(mean_i p_i, max_i p_i)`` over the first ``size`` rows (``p = leaf^(1/alpha)``; O(size))."""
+        leaves = self._require_tree().leaves[:size]
+        if self.alpha == 0 or not leaves.size:
+            return self.max_priority, self.max_priority
+        p = np.power(leaves, 1.0 / self.alpha)
+        return float(p.mean()), float(p.max())
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set ``p_i = priorities_i + eps`` (pass ``|TD error|``, >= 0) for the sampled ``indices``."""
