@@ -7,7 +7,7 @@ One ``update(batch)`` = one world-model update on ``wm_batch_size`` x ``wm_seq_l
 calls it ``train.updates_per_step`` times per env step after ``train.warmup_steps`` random steps
 (paper: 1 and 1024).
 
-World model (released code's world-model loss), with z_t ~ q(z_t | o_t) (categorical VAE, unimix, straight-through),
+World model (released code's loss), with z_t ~ q(z_t | o_t) (categorical VAE, unimix, straight-through),
 h_t = f(z_<=t, a_<=t) (one fused token per step through :class:`~rlkit.nets.transformer.CausalTransformer`)
 and prior p(z_{t+1} | h_t)::
 
@@ -17,22 +17,22 @@ with L_rec the per-frame pixel-summed squared error of the decoded posterior sam
 two-hot CE of r_t from h_t, L_term the BCE of d_t = terminated_t OR life_lost_t from h_t; Adam 1e-4,
 clip 1000.
 
-Imagination (released code's imagination rollout): 1024 replayed contexts of 8 steps are encoded (posterior samples) and prefilled
-into the transformer's KV cache; s_0 = [z_0 ~ p(. | h_7), h_7]; then for 16 steps
+Imagination (released code's rollout): 1024 replayed contexts of 8 steps are encoded (posterior samples)
+and prefilled into the transformer's KV cache; s_0 = [z_0 ~ p(. | h_7), h_7]; then for 16 steps
 a_i ~ pi(s_i), h_i' = step(z_i, a_i) (one cached token, never re-running the context),
 r_i = symexp(E[R(h_i')]), d_i = [C(h_i') > 0], z_{i+1} ~ p(. | h_i'), s_{i+1} = [z_{i+1}, h_i'].
 
-Actor-critic (DreamerV3-style, as in the released code's agent): lambda-returns G (gamma 0.985, lambda 0.95) from the critic V and G_slow from the slow
-critic (EMA 0.98); S = max(1, EMA(P95(G)) - EMA(P5(G)))::
+Actor-critic (DreamerV3-style, as in the released code): lambda-returns G (gamma 0.985, lambda 0.95) from the
+critic V and G_slow from the slow critic (EMA 0.98); S = max(1, EMA(P95(G)) - EMA(P5(G)))::
 
     L = -mean[log pi(a_t|s_t) sg((G_t - V(s_t)) / S)] - 3e-4 mean H[pi(.|s_t)]
         + CE(twohot(G_t), V_logits(s_t)) + CE(twohot(G_slow_t), V_logits(s_t))
 
 one Adam (3e-5, eps 1e-5, clip 100) for actor and critic.
 
-Acting (released code's training loop): the last ``act_context`` (16) (observation, action) pairs are encoded and passed through
-the transformer; the action is sampled from pi([z ~ p(. | h_last), h_last]); then the current frame and
-the action join the context.
+Acting (released code's training loop): the last ``act_context`` (16) (observation, action) pairs are
+encoded and passed through the transformer; the action is sampled from pi([z ~ p(. | h_last), h_last]);
+then the current frame and the action join the context.
 
 Quirks of the authors' released code as flags, each defaulting to the reference behaviour:
 
@@ -277,7 +277,7 @@ class STORM(Algorithm):
         return metrics
 
     def world_model_losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The world-model loss terms (STORM's released code) on a batch of [B, T] sequences (world model in its current mode)."""
+        """World-model loss terms (STORM's released code) on [B, T] sequences (world model in its current mode)."""
         wm, w = self.world_model, self.loss_weights
         obs, action = batch["obs"], batch["action"].long()
         done = batch["terminated"].float()
@@ -413,8 +413,9 @@ class STORM(Algorithm):
     @torch.no_grad()
     def act(self, obs: np.ndarray, state: dict[str, Tensor] | None = None,
             deterministic: bool = False) -> tuple[np.ndarray, dict[str, Tensor]]:
-        """STORM's acting rule (released training loop): a ~ pi([z ~ p(. | h_last), h_last]) from the context, random while it is empty; the
-        current frame and the action then join the context (oldest pair dropped beyond ``act_context``)."""
+        """STORM's acting rule (released training loop): a ~ pi([z ~ p(. | h_last), h_last]) from the context,
+        random while it is empty; the current frame and the action then join the context (oldest pair dropped
+        beyond ``act_context``)."""
         wm, actor = self.world_model, self.actor_critic.actor
         frames = torch.as_tensor(np.asarray(obs), device=self.device)
         n = frames.shape[0]

@@ -1,4 +1,5 @@
-"""STORM's loss terms and return utilities (STORM, Zhang et al. 2023; as in the authors' released code), as small pure functions.
+"""STORM's loss terms and return utilities (Zhang et al. 2023; the authors' released code), as small pure
+functions.
 
 World model, batch B x T:
 

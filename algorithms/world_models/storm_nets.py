@@ -1,5 +1,6 @@
-"""STORM's networks (STORM, Zhang et al. 2023; layer layout of the authors' released code): the categorical VAE, the token stem around the
-shared :class:`~rlkit.nets.transformer.CausalTransformer`, the reward / termination heads, actor and critic.
+"""STORM's networks (Zhang et al. 2023; layer layout of the authors' released code): the categorical VAE, the
+token stem around the shared :class:`~rlkit.nets.transformer.CausalTransformer`, the reward / termination heads,
+actor and critic.
 
 Layouts at the paper size (64x64x3 frames, ``encoder_channels = (32, 64, 128, 256)``, 32x32 latent,
 ``d_model = 512``), with the parameter counts computed from that layer layout (asserted in ``tests/test_storm.py``):
