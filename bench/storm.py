@@ -5,7 +5,7 @@ with the KV-cached imagination against re-running the token history at every ima
     python bench/storm.py --device cuda        # GPU (bf16 autocast, as the paper)
     python bench/storm.py --batches reduced --repeats 5
 
-"paper" batch: world model 16 x 64, imagination 1024 x (8 context + 16 horizon) (spec A.10);
+"paper" batch: world model 16 x 64, imagination 1024 x (8 context + 16 horizon) (STORM's released config);
 "reduced": world model 4 x 64, imagination 128 x (8 + 16). The model is the paper's (A = 6, Pong's
 minimal action set) in both. Each figure is the median of ``--repeats`` timed calls after one warm-up
 call. The last lines estimate a 100k-step run: (100,000 - 1,024) x (world-model + agent update) at the

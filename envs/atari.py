@@ -4,7 +4,7 @@ Both protocols drive ``ALE/<Game>-v5`` (minimal action set) with the ALE's own f
 own sticky actions off; frame skipping, sticky actions, pooling and resizing happen in
 :class:`AtariProtocolEnv`, one pass per agent step straight on the ALE interface.
 
-``atari100k-<game>`` -- STORM's protocol (``specs/world_models.md`` §A.2), label ``atari100k-storm``:
+``atari100k-<game>`` -- STORM's protocol (Zhang et al. 2023, the authors' released code), label ``atari100k-storm``:
 
 * sticky actions with p = 0.25 (the v5 default), per emulator frame, with the ALE's semantics: before each
   frame a uniform draw ``u`` from the env's ``np_random``; if ``u >= p`` the requested action becomes the
@@ -20,13 +20,13 @@ own sticky actions off; frame skipping, sticky actions, pooling and resizing hap
 * episodes are capped at 108,000 frames (27,000 agent steps), reported as ``truncated``;
 * a life loss does not end the episode; ``info["life_loss"]`` flags it (STORM ORs it into the stored
   termination bit; that is the regime's business). ``info["lives"]`` has the lives left;
-* ``reseed_every_reset=True`` (the protocol's default, spec A.9.7): a reset without a seed re-uses the last
+* ``reseed_every_reset=True`` (the protocol's default, STORM's released code): a reset without a seed re-uses the last
   seed given, as STORM's training loop re-seeds its env identically at every reset. Every episode then
   starts from the same emulator state with the same sticky-action random stream; only the agent's actions
   make episodes differ. Resets with an explicit seed (rlkit's evaluation) are unaffected.
   ``env.kwargs.reseed_every_reset=false`` gives a fresh random stream per episode.
 
-``atari-spr-<game>`` -- the SPR / DER protocol (``specs/world_models.md`` Part B, SPR defaults), label
+``atari-spr-<game>`` -- the SPR / DER protocol (SPR defaults, Schwarzer et al. 2021), label
 ``atari100k-spr``:
 
 * no sticky actions; 1..30 no-op frames after every full reset (uniform, the env's ``np_random``; the
@@ -48,8 +48,8 @@ Every reset's info carries ``info["protocol"]``; :func:`protocol_of` maps names 
 :data:`PROTOCOLS` lists each protocol's settings.
 
 Scores: ``ATARI_RANDOM_SCORES`` / ``ATARI_HUMAN_SCORES`` are the standard Atari 100k reference table (the
-one used by SimPLe, DER, SPR, IRIS and STORM; ``specs/world_models.md`` §A.12, checked there against a
-third-party copy). Human-normalized score = (score - random) / (human - random).
+one used by SimPLe, DER, SPR, IRIS and STORM, checked against a third-party
+copy). Human-normalized score = (score - random) / (human - random).
 """
 
 from __future__ import annotations
@@ -85,14 +85,14 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "max_pool_last": 2, "noop_max": 0, "observation": "rgb uint8 (64, 64, 3) HWC, area resize",
         "frame_stack": 1, "clip_rewards": False, "terminal_on_life_loss": False,
         "reseed_every_reset": True, "max_episode_frames": MAX_EPISODE_FRAMES,
-        "source": "specs/world_models.md A.2, A.9.7 (STORM)",
+        "source": "STORM (Zhang et al. 2023), the authors' released code",
     },
     "atari100k-spr": {
         "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.0, "frame_skip": 4,
         "max_pool_last": 2, "noop_max": 30, "observation": "grayscale uint8 (4, 84, 84), area resize",
         "frame_stack": 4, "clip_rewards": "training only", "terminal_on_life_loss": "training only",
         "reseed_every_reset": False,
-        "max_episode_frames": MAX_EPISODE_FRAMES, "source": "specs/world_models.md B.4 (SPR defaults)",
+        "max_episode_frames": MAX_EPISODE_FRAMES, "source": "SPR (Schwarzer et al. 2021) defaults",
     },
 }
 
@@ -329,7 +329,7 @@ def make_atari100k(name: str, *, repeat_action_probability: float = 0.25, reseed
     """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards).
 
     ``repeat_action_probability`` is exposed for tests and ablations; the protocol value is 0.25.
-    ``reseed_every_reset`` (A.9.7, the reference's behaviour) re-uses the last seed at seedless resets.
+    ``reseed_every_reset`` (STORM's released code's behaviour) re-uses the last seed at seedless resets.
     """
     return AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-storm", frame_skip=4,
                             repeat_action_probability=repeat_action_probability, noop_max=0,

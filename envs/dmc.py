@@ -5,13 +5,13 @@ Names (resolved by :func:`rlkit.envs.make`):
 * ``urlb-<domain>_<task>`` -- one of the 12 URLB downstream tasks (:data:`URLB_TASKS`), e.g.
   ``urlb-walker_flip``, ``urlb-jaco_reach_top_left``;
 * ``urlb-<domain>`` -- the reward-free pretraining env of a domain: the physics, initial-state distribution
-  and episode length of the domain's "primal" task (:data:`URLB_PRETRAIN_TASKS`, spec
-  ``unsupervised_rl.md`` §1.1: walker_stand, quadruped_walk, jaco_reach_top_left). As in URLB, the env still
+  and episode length of the domain's "primal" task (:data:`URLB_PRETRAIN_TASKS`, URLB's
+  ``PRIMAL_TASKS``: walker_stand, quadruped_walk, jaco_reach_top_left). As in URLB, the env still
   returns that task's reward (URLB logs it); a reward-free agent ignores it. ``info["reward_free"]`` is True;
 * ``dmc-<domain>_<task>`` -- any dm_control suite task (``dmc-cheetah_run``, ``dmc-ball_in_cup_catch``)
   and the URLB custom tasks.
 
-The adapter (:class:`DMCEnv`), following URLB's wrapper stack (spec §1.4):
+The adapter (:class:`DMCEnv`), following URLB's wrapper stack (released code):
 
 * actions: ``Box(-1, 1)``; an action is clipped to [-1, 1] and mapped linearly onto the action spec's
   ``[minimum, maximum]`` (identity for walker/quadruped, a rescale for jaco);
@@ -76,19 +76,20 @@ URLB_TASKS: tuple[str, ...] = (
     "jaco_reach_top_left", "jaco_reach_top_right", "jaco_reach_bottom_left", "jaco_reach_bottom_right",
 )
 
-# The task whose physics a domain is pretrained on (spec §1.1; URLB's PRIMAL_TASKS).
+# The task whose physics a domain is pretrained on (URLB's PRIMAL_TASKS).
 URLB_PRETRAIN_TASKS: dict[str, str] = {
     "walker": "walker_stand",
     "quadruped": "quadruped_walk",
     "jaco": "jaco_reach_top_left",
 }
 
-# Expert returns (DDPG from scratch, 2M frames, states) for normalized = return / expert (spec §1.10;
-# UNCONFIRMED as primary text there, but cross-checked against the MOSS aggregate figure). No random-score
+# Expert returns (DDPG from scratch, 2M frames, states) for normalized = return / expert, as
+# reported for URLB / CIC (Laskin et al. 2021, 2022; not re-checked against their tables, but they reproduce
+# the MOSS paper's aggregate figure). No random-score
 # subtraction.
 URLB_EXPERT_SCORES: dict[str, float] = dict(URLB_EXPERT)  # the suite's one table: rlkit.evaluation.scores
 
-# URLB's pixel cameras (spec §1.4).
+# URLB's pixel cameras (released code).
 PIXEL_CAMERAS: dict[str, int | str] = {"quadruped": 2, "jaco": "front_close"}
 
 _KNOWN_DOMAINS = sorted({d for d, _ in suite.ALL_TASKS} | {d for d, _ in urlb_tasks.CUSTOM_TASKS},

@@ -1,6 +1,6 @@
 """URLB's custom dm_control tasks (Laskin et al. 2021, arXiv 2110.15191), built on dm_control's own models.
 
-Spec: ``specs/unsupervised_rl.md`` §1.1-1.3. Every reward uses dm_control's ``tolerance`` (§1.2):
+Tasks and rewards of URLB's released code. Every reward uses dm_control's ``tolerance``:
 ``tol(x; [lo, hi], m, v, sigma)`` is 1 inside the bounds and ``sigma_v(d)`` outside, with ``d`` the
 distance to the nearest bound divided by ``m``.
 
@@ -19,7 +19,7 @@ distance to the nearest bound divided by ``m``.
   z in [0.2, 0.4], gripper down; ``r = tol(|p_tcp - p_brick|; [0, 0.05], m=0.05)`` (gaussian, v=0.1).
   10 s episodes at 0.04 s control (250 steps); "perfect features" observations.
 
-The custom walker/quadruped tasks of URLB load MJCF identical to dm_control's stock files (spec §1.1),
+The custom walker/quadruped tasks of URLB load MJCF identical to dm_control's stock files (checked by diff),
 so the models here are dm_control's own; no new assets are needed.
 """
 

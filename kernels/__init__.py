@@ -2,7 +2,7 @@
 
 ``attention(q, k, v, *, kind, causal=True, gate=None, state=None, ...) -> (output, state)`` on
 [B, T, H, D] tensors; kinds: softmax (+ sigmoid output gate), focused_linear (FLatten), inline,
-agent, gla. Spec: /work/shared/specs/attention.md. The Triton modules are imported lazily, only when a
+agent, gla (papers cited in kernels/reference.py). The Triton modules are imported lazily, only when a
 Triton path runs, so TRITON_INTERPRET can still be set after ``import kernels``.
 """
 

@@ -1,6 +1,6 @@
 """Small helpers shared by the Triton kernel modules (imported only when a Triton path runs).
 
-Interpreter rules (spec attention.md section 10): TRITON_INTERPRET=1 must be set before the kernel
+Interpreter rules (Triton's documentation, and measured): TRITON_INTERPRET=1 must be set before the kernel
 modules are imported (``triton.jit`` decides at decoration time); under the interpreter autotuning
 runs with ONE config (several configs need a driver), and nothing here queries the driver at import.
 """

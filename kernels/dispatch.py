@@ -12,7 +12,7 @@ What runs where on the Triton path (everything else, and every CPU call, uses ke
 * focused_linear, inline: feature map, local conv and epilogue in PyTorch around the chunked linear
   kernel; one-token steps use the PyTorch recurrence.
 * gla: fla (``fused_recurrent_gla`` / ``chunk_gla``) when importable, else our recurrent kernel (T = 1 too).
-* agent: PyTorch everywhere (no Triton kernel; spec 8.3 finds agent attention of no use at T <= 64).
+* agent: PyTorch everywhere (no Triton kernel: with T <= 64 and n agents near T, agent attention saves nothing).
 """
 
 from __future__ import annotations

@@ -1,32 +1,33 @@
 """Plain PyTorch attention: every kind in a parallel (training) form and a step-by-step (rollout) form.
 
-All tensors are [B, T, H, D] (spec attention.md section 0); a ``*_step`` function takes one token as
-[B, H, D]. Every function returns ``(output, state)``; ``state`` is None unless one was passed in or
-``return_state=True``. Feature maps, recurrent states and accumulations are float32 (spec 4.2,
-6.5, 7.5), or float64 when the inputs are float64.
+All tensors are [B, T, H, D] (fla's layout); a ``*_step`` function takes one token as [B, H, D]. Every
+function returns ``(output, state)``; ``state`` is None unless one was passed in or ``return_state=True``.
+Feature maps, recurrent states and accumulations are float32 (fla keeps GLA states in fp32; FLatten's x^p
+and InLine's correction overflow fp16), or float64 when the inputs are float64.
 
-Kinds and equations (spec sections in brackets; "[derived]" marks the spec's own causal adaptations):
+Kinds and equations (papers in brackets; "derived" marks causal adaptations of ours, not in the paper):
 
-* ``softmax`` [2.1, 2.5]: o_t = sum_{j<=t} softmax_j(q_t.k_j * scale) v_j, optionally times a
-  query-dependent sigmoid output gate (Qwen gated attention G1, [3.1]). Parallel form = SDPA; with a
-  non-empty KV cache and several new tokens the causal mask is aligned lower-right [2.5].
-* ``focused_linear`` (FLatten) [6.2, 6.3, derived]: phi_p(x) = f_p(ReLU(x) + 1e-6),
+* ``softmax`` [Vaswani et al. 2017]: o_t = sum_{j<=t} softmax_j(q_t.k_j * scale) v_j, optionally times a
+  query-dependent sigmoid output gate (Qiu et al. 2025, Qwen gated attention, position G1). Parallel
+  form = SDPA; with a non-empty KV cache and several new tokens the causal mask is aligned lower-right.
+* ``focused_linear`` (FLatten) [Han et al. ICCV 2023; causal forms derived]: phi_p(x) = f_p(ReLU(x) + 1e-6),
   f_p(x) = ||x|| / ||x^p|| * x^p with the norms over all heads' channels of a token (as the reference
   code); o_t = phi(q_t) S_t / (phi(q_t).z_t + eps) + CausalDWC(V)_t,
   S_t = sum_{j<=t} phi(k_j)^T v_j, z_t = sum_{j<=t} phi(k_j).
   The published DWC is a 2D conv over the image grid and sees the future; ours is a causal depthwise
-  conv over time (left padding K_c - 1) [6.2].
-* ``inline`` (injective linear attention) [7.2, 7.3, derived]: a_tj = (c/t) phi(q_t).phi(k_j),
-  o_t = sum_{j<=t} a_tj v_j + (1 - sum_{j<=t} a_tj) u_t / t with u_t = sum_{j<=t} v_j, c = scale.
-  The published local residual predicts its kernel from the mean over *all* tokens (future leak); we use
-  option (a) of [7.4]: a static causal depthwise conv on V (``conv_weight``).
-* ``agent`` [8.2, derived]: learned agent tokens A [H, n, d] replace pooled queries (pooling sees the
-  future); prefix softmax V_A(t)_a = sum_{j<=t} exp(s_aj) v_j / sum_{j<=t} exp(s_aj) with
+  conv over time (left padding K_c - 1).
+* ``inline`` (injective linear attention) [Han et al. 2024, arXiv 2412.06590; causal forms derived]:
+  a_tj = (c/t) phi(q_t).phi(k_j), o_t = sum_{j<=t} a_tj v_j + (1 - sum_{j<=t} a_tj) u_t / t with
+  u_t = sum_{j<=t} v_j, c = scale. The published local residual predicts its kernel from the mean over
+  *all* tokens (future leak); we use a static causal depthwise conv on V (``conv_weight``).
+* ``agent`` [Han et al. ECCV 2024; causal form derived]: learned agent tokens A [H, n, d] replace pooled
+  queries (pooling sees the future); prefix softmax
+  V_A(t)_a = sum_{j<=t} exp(s_aj) v_j / sum_{j<=t} exp(s_aj) with
   s_aj = scale a.k_j + B1[a, j]; o_t = softmax_a(scale q_t.a + B2[t, a]) V_A(t) + CausalDWC(V)_t.
   B1, B2 are optional learned tables [H, n, T_max] / [H, T_max, n] indexed by absolute position.
-* ``gla`` [4.2, 4.4]: S_t = diag(alpha_t) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, with
-  ``log_decay`` = log alpha_t [B, T, H, d_k] (<= 0). Parallel form: chunkwise with the exact pairwise
-  exponent inside a chunk (no overflow for strong decays).
+* ``gla`` [Yang et al. ICML 2024, recurrent and chunkwise forms]: S_t = diag(alpha_t) S_{t-1} + k_t^T v_t,
+  o_t = scale q_t S_t, with ``log_decay`` = log alpha_t [B, T, H, d_k] (<= 0). Parallel form: chunkwise
+  with the exact pairwise exponent inside a chunk (no overflow for strong decays).
 
 ``causal=False`` gives the published non-causal forms (softmax, focused_linear, inline, agent; no state).
 """
@@ -74,7 +75,7 @@ def _acc(x: Tensor) -> Tensor:
 
 
 def apply_gate(o: Tensor, gate: Tensor | None) -> Tensor:
-    """Sigmoid output gate (spec 3.1): o * sigmoid(gate), gate [..., H] (head-wise) or [..., H, 1|d_v]."""
+    """Sigmoid output gate (Qiu et al. 2025, G1): o * sigmoid(gate), gate [..., H] (head-wise) or [..., H, 1|d_v]."""
     if gate is None:
         return o
     if gate.dim() == o.dim() - 1:
@@ -83,7 +84,7 @@ def apply_gate(o: Tensor, gate: Tensor | None) -> Tensor:
 
 
 def causal_conv(v: Tensor, weight: Tensor, cache: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Causal depthwise convolution over time: y_t = sum_{i<K} w[..., i] v_{t-K+1+i} [spec 6.2, 7.4a].
+    """Causal depthwise convolution over time: y_t = sum_{i<K} w[..., i] v_{t-K+1+i} (causal DWC, derived).
 
     v [B, T, H, D]; weight [D, K] (shared by heads, as FLatten) or [H, D, K]; cache [B, K-1, H, D] holds
     the values before v (zeros = left padding). Returns (y [B, T, H, D], the new cache).
@@ -101,10 +102,10 @@ def causal_conv(v: Tensor, weight: Tensor, cache: Tensor | None) -> tuple[Tensor
 
 
 def focus_feature(x: Tensor, p: float = 3.0) -> Tensor:
-    """FLatten's focused feature map phi_p(x) = f_p(ReLU(x) + 1e-6), f_p(x) = ||x||/||x^p|| x^p [6.1].
+    """FLatten's focused feature map phi_p(x) = f_p(ReLU(x) + 1e-6), f_p(x) = ||x||/||x^p|| x^p (Han et al. ICCV 2023).
 
     Norms run over all heads' channels of one token ([..., H, D] jointly), as in the reference code.
-    Computed in float32 (spec 6.5).
+    Computed in float32 (x^p underflows / overflows in fp16).
     """
     x = F.relu(_acc(x)) + FOCUS_EPS
     xp = x**p
@@ -122,7 +123,7 @@ _INLINE_FEATURES: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def inline_feature(x: Tensor, name: str = "identity") -> Tensor:
-    """InLine's feature map (spec 7.1): identity by default; relu, leaky_relu, exp(0.2 x). Float32."""
+    """InLine's feature map (Han et al. 2024): identity by default; relu, leaky_relu, exp(0.2 x). Float32."""
     try:
         fn = _INLINE_FEATURES[name]
     except KeyError:
@@ -175,7 +176,7 @@ def softmax_parallel(
     capacity: int | None = None,
     dropout_p: float = 0.0,
 ) -> tuple[Tensor, KVCache | None]:
-    """Causal softmax attention over a KV cache plus T new tokens [2.1, 2.5] (SDPA; gate after)."""
+    """Causal softmax attention over a KV cache plus T new tokens (SDPA; gate after)."""
     if state is None and not return_state:
         return apply_gate(_sdpa(q, k, v, causal=causal, scale=scale, dropout_p=dropout_p), gate), None
     B, T, H, _ = q.shape
@@ -207,7 +208,7 @@ def softmax_parallel(
 def softmax_step(
     q: Tensor, k: Tensor, v: Tensor, state: KVCache, *, scale: float | None = None, gate: Tensor | None = None
 ) -> tuple[Tensor, KVCache]:
-    """One decode step [2.5]: append (k, v) to the cache, attend with the new query to every cached key."""
+    """One decode step: append (k, v) to the cache, attend with the new query to every cached key."""
     state = state.append(k[:, None], v[:, None])
     o = F.scaled_dot_product_attention(
         q[:, :, None], _hf(state.keys().to(q.dtype)), _hf(state.values().to(q.dtype)), scale=scale
@@ -300,7 +301,7 @@ def focused_linear_parallel(
     chunk_size: int = 64,
     core: LinearCore = causal_linear_core,
 ) -> tuple[Tensor, LinearState | None]:
-    """Causal FLatten [6.2]: phi(q_t) S_t / (phi(q_t).z_t + eps) + CausalDWC(V)_t, gated."""
+    """Causal FLatten (derived): phi(q_t) S_t / (phi(q_t).z_t + eps) + CausalDWC(V)_t, gated."""
     qf, kf = focus_feature(q, focusing_factor), focus_feature(k, focusing_factor)
     if not causal:
         num, den = _noncausal_linear(qf, kf, v)
@@ -327,7 +328,7 @@ def focused_linear_step(
     eps: float = 1e-6,
     conv_weight: Tensor | None = None,
 ) -> tuple[Tensor, LinearState]:
-    """Recurrent FLatten [6.3]: S += phi(k)^T v, z += phi(k); o = phi(q) S / (phi(q).z + eps) + conv."""
+    """Recurrent FLatten (derived): S += phi(k)^T v, z += phi(k); o = phi(q) S / (phi(q).z + eps) + conv."""
     qf = focus_feature(q[:, None], focusing_factor)[:, 0]
     kf = focus_feature(k[:, None], focusing_factor)[:, 0]
     S = state.S + kf.unsqueeze(-1) * _acc(v).unsqueeze(-2)
@@ -357,11 +358,11 @@ def inline_parallel(
     chunk_size: int = 64,
     core: LinearCore = causal_linear_core,
 ) -> tuple[Tensor, LinearState | None]:
-    """Causal InLine [7.2]: o_t = (c/t) phi(q_t) S_t + (1 - (c/t) phi(q_t).z_t) u_t / t (+ conv), gated."""
+    """Causal InLine (derived): o_t = (c/t) phi(q_t) S_t + (1 - (c/t) phi(q_t).z_t) u_t / t (+ conv), gated."""
     B, T, H, D = q.shape
     c = D**-0.5 if scale is None else scale
     qf, kf = inline_feature(q, feature_map), inline_feature(k, feature_map)
-    if not causal:  # published form [7.1]: t -> N, u_t / t -> mean(V)
+    if not causal:  # published form (Han et al. 2024): t -> N, u_t / t -> mean(V)
         num, den = _noncausal_linear(qf, kf, v)
         a = c / T
         o = a * num + (1 - a * den)[..., None] * _acc(v).mean(1, keepdim=True)
@@ -394,7 +395,7 @@ def inline_step(
     feature_map: str = "identity",
     conv_weight: Tensor | None = None,
 ) -> tuple[Tensor, LinearState]:
-    """Recurrent InLine [7.3]: S += phi(k)^T v, z += phi(k), u += v, t += 1; o as in the parallel form."""
+    """Recurrent InLine (derived): S += phi(k)^T v, z += phi(k), u += v, t += 1; o as in the parallel form."""
     c = q.shape[-1] ** -0.5 if scale is None else scale
     qf, kf = inline_feature(q, feature_map), inline_feature(k, feature_map)
     S = state.S + kf.unsqueeze(-1) * _acc(v).unsqueeze(-2)
@@ -441,8 +442,8 @@ def agent_parallel(
     conv_weight: Tensor | None = None,
     chunk_size: int = 64,
 ) -> tuple[Tensor, AgentState | None]:
-    """Causal agent attention [8.2], chunkwise-exact: per chunk the masked [n, C, C] prefix softmax,
-    between chunks the online-softmax carry (m, l, acc) of FlashAttention [2.2].
+    """Causal agent attention (derived), chunkwise-exact: per chunk the masked [n, C, C] prefix softmax,
+    between chunks the online-softmax carry (m, l, acc) of FlashAttention-2 (Dao 2023).
 
     agents [H, n, d_k]; bias_k [H, n, T_max] (B1, by key position); bias_q [H, T_max, n] (B2, by query
     position).
@@ -514,7 +515,7 @@ def agent_step(
     bias_q: Tensor | None = None,
     conv_weight: Tensor | None = None,
 ) -> tuple[Tensor, AgentState]:
-    """Recurrent agent attention [8.2]: online-softmax update of (m, l, acc) per agent, then the readout."""
+    """Recurrent agent attention (derived): online-softmax update of (m, l, acc) per agent, then the readout."""
     c = q.shape[-1] ** -0.5 if scale is None else scale
     A = _acc(agents)
     pos = torch.tensor([state.count], device=q.device)
@@ -553,7 +554,7 @@ def gla_chunked_core(
     chunk_size: int | None = None,
     exact: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Chunkwise GLA [4.4]. Within a chunk, b = inclusive cumsum of log alpha from the chunk start:
+    """Chunkwise GLA (Yang et al. ICML 2024). Within a chunk, b = inclusive cumsum of log alpha from the chunk start:
     O = (Q*exp(b)) S + A V,  S <- diag(exp(b_C)) S + (K*exp(b_C - b))^T V,
     A_ij = sum_m Q_im K_jm exp(b_im - b_jm) for j <= i.
 
@@ -561,7 +562,7 @@ def gla_chunked_core(
     * factored (fast, matmuls): A = tril((Q*exp(b)) (K*exp(-b))^T), used when every chunk's total decay
       |b_C| <= 30, so exp(+-b) stays well inside float32 (the usual case: fla's gate logsigmoid(.)/16
       decays about 3 per 64 tokens); default chunk 64;
-    * exact pairwise exponent ([B, H, C, C, K] tensor, no overflow for any decay, spec 4.4); default
+    * exact pairwise exponent ([B, H, C, C, K] tensor, no overflow for any decay, as fla's diagonal sub-chunk); default
       chunk 16. ``exact=None`` picks per call (one host sync), True/False forces one.
     Returns (o [B, T, H, V] float32, S [B, H, K, V]).
     """
@@ -606,7 +607,7 @@ def gla_parallel(
     return_state: bool = False,
     chunk_size: int | None = None,
 ) -> tuple[Tensor, GLAState | None]:
-    """Gated linear attention, chunkwise parallel form [4.3, 4.4]; scale defaults to d_k^-1/2."""
+    """Gated linear attention, chunkwise parallel form (Yang et al. ICML 2024); scale defaults to d_k^-1/2."""
     c = q.shape[-1] ** -0.5 if scale is None else scale
     o, S = gla_chunked_core(
         q, k, v, log_decay, c, state.S if state is not None else None, chunk_size=chunk_size
@@ -625,7 +626,7 @@ def gla_step(
     scale: float | None = None,
     gate: Tensor | None = None,
 ) -> tuple[Tensor, GLAState]:
-    """Recurrent GLA [4.2]: S = diag(exp(log_decay)) S + k^T v; o = scale q S."""
+    """Recurrent GLA (Yang et al. ICML 2024): S = diag(exp(log_decay)) S + k^T v; o = scale q S."""
     c = q.shape[-1] ** -0.5 if scale is None else scale
     S = torch.exp(_acc(log_decay)).unsqueeze(-1) * state.S + _acc(k).unsqueeze(-1) * _acc(v).unsqueeze(-2)
     o = (c * (_acc(q).unsqueeze(-2) @ S).squeeze(-2)).to(v.dtype)

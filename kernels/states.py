@@ -1,12 +1,12 @@
 """Rollout state of one attention layer, one small dataclass per family of kinds.
 
-Layout conventions (spec attention.md section 0): tokens are [B, T, H, D]; recurrent states are
-[B, H, d_k, d_v] in float32 (fla's convention, spec 4.2) whatever the dtype of q, k, v (float64 inputs,
+Layout conventions (fla's): tokens are [B, T, H, D]; recurrent states are
+[B, H, d_k, d_v] in float32 (fla's convention) whatever the dtype of q, k, v (float64 inputs,
 used by the tests, keep float64 states).
 
 States are *linear* values: pass the state returned by a call to the next call, and do not extend the
 same state twice along two branches. ``KVCache`` writes new keys in place into a preallocated buffer
-(amortised O(1) append, spec world_models.md C.3), so two branches extended from one cache would
+(amortised O(1) append; a true K/V cache, unlike STORM's released code), so two branches extended from one cache would
 overwrite each other's newest entries; call ``clone()`` first when branching. When autograd records
 the append (grad mode on and an input requires grad) the cache grows out of place instead, so that
 tensors saved for backward are never modified.
@@ -48,7 +48,7 @@ def conv_cache_zeros(batch: int, kernel: int, heads: int, dim: int, device, dtyp
 
 @dataclass
 class KVCache:
-    """KV cache of one softmax-attention layer (spec 2.5).
+    """KV cache of one softmax-attention layer.
 
     ``k``: [B, capacity, H, d_k], ``v``: [B, capacity, H, d_v]; the first ``length`` positions are valid.
     """
@@ -138,7 +138,7 @@ class _RecurrentState:
 
 @dataclass
 class LinearState(_RecurrentState):
-    """Recurrent state of ``focused_linear`` and ``inline`` (spec 6.3, 7.3).
+    """Recurrent state of ``focused_linear`` and ``inline`` (their causal recurrent forms, derived).
 
     ``S`` = sum_j phi(k_j)^T v_j [B, H, d_k, d_v]; ``z`` = sum_j phi(k_j) [B, H, d_k];
     ``u`` = sum_j v_j [B, H, d_v] (InLine only, else None); ``count`` = tokens seen;
@@ -176,7 +176,7 @@ class LinearState(_RecurrentState):
 
 @dataclass
 class AgentState(_RecurrentState):
-    """Online-softmax state of causal agent attention (spec 8.2), per batch, head and agent.
+    """Online-softmax state of causal agent attention (derived causal form), per batch, head and agent.
 
     ``m``: running max [B, H, n]; ``l``: running denominator [B, H, n]; ``acc``: running numerator
     [B, H, n, d_v]; all float32; ``count`` = tokens seen; ``conv`` as in :class:`LinearState`.
@@ -212,7 +212,7 @@ class AgentState(_RecurrentState):
 
 @dataclass
 class GLAState(_RecurrentState):
-    """Recurrent state of gated linear attention (spec 4.2): ``S`` [B, H, d_k, d_v] float32."""
+    """Recurrent state of gated linear attention (Yang et al. ICML 2024): ``S`` [B, H, d_k, d_v] float32."""
 
     S: Tensor
     count: int = 0

@@ -1,6 +1,6 @@
 """Gated linear attention on CUDA: fla's kernels when installed, else our own fused recurrent kernel.
 
-Own kernel (spec attention.md 4.2): per (batch, head, d_v slice) one program runs the recurrence
+Own kernel (GLA's recurrent form, Yang et al. ICML 2024): per (batch, head, d_v slice) one program runs the recurrence
     S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,   o_t = scale q_t S_t
 with S in fp32 registers. d_v is split into slices of at most 32 columns (the columns of S evolve
 independently), so B*H*ceil(d_v/32) programs run in parallel.
@@ -11,7 +11,7 @@ history: with b_t = cumsum(g), o depends on q_t e^{b_t} and k_j e^{-b_j}, so
     dg_t = sum_{s>=t} (q_s dq_s - k_s dk_s) + [t = T] sum_v (dS_T * S_T)
 (the last term from S_T = diag(e^{b_T}) (...)); a reverse cumsum in PyTorch.
 
-fla (``fla.ops.gla``): ``fused_recurrent_gla`` for T <= 64 (fla's own choice for short inputs, spec 4.5)
+fla (``fla.ops.gla``): ``fused_recurrent_gla`` for T <= 64 (fla's own choice for short inputs)
 and ``chunk_gla`` otherwise, with fp32 initial/final states in the same [B, H, d_k, d_v] layout.
 """
 
@@ -257,7 +257,7 @@ def fla_available() -> bool:
 def gla_fla(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, scale: float, S0: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """GLA through fla (spec 4.5): fused_recurrent_gla for T <= 64, chunk_gla otherwise. CUDA only."""
+    """GLA through fla: fused_recurrent_gla for T <= 64, chunk_gla otherwise. CUDA only."""
     from fla.ops.gla import chunk_gla, fused_recurrent_gla
 
     S0 = S0.float() if S0 is not None else None

@@ -5,7 +5,7 @@ Computes, per (batch, head), with feature-mapped queries/keys qf, kf and an init
 plus the final state (S_T, z_T). FLatten divides num by den; InLine combines them with a running mean
 of v (kernels/reference.py); those pointwise epilogues stay in PyTorch.
 
-Algorithm (spec attention.md 5.2 / 7.3, Lightning-2 style without decay): one program per (b, h)
+Algorithm (Lightning Attention-2, Qin et al. 2024, tiling without decay): one program per (b, h)
 walks the chunks of BLOCK_T tokens in order with the state in registers (fp32):
     A = tril(Q K^T);  num = A V + Q S;  den = rowsum(A) + Q z;  S += K^T V;  z += colsum(K).
 Backward, same program: a forward sweep recomputes S for dQ = dA K + dnum S^T + dden z^T with

@@ -1,6 +1,6 @@
 """Triton softmax attention: fused causal forward/backward (online softmax, tiled) and one-token decode.
 
-Design: spec attention.md 2.2-2.5, adapted as the spec asks for this project's short sequences:
+Design: FlashAttention-2 (Dao 2023) as in the Triton fused-attention tutorial, adapted to short sequences:
 * [B, T, H, D] layout read through strides (no transposes; last dim contiguous), any T (every load is
   masked), head dims padded to a power of two >= 16, d_k may differ from d_v.
 * Queries are the LAST Tq positions of a key sequence of length Tk (offset = Tk - Tq): the causal mask is
@@ -13,7 +13,7 @@ Design: spec attention.md 2.2-2.5, adapted as the spec asks for this project's s
   O' = O * s and dO' the incoming gradient, Delta = rowsum(O dO) = rowsum(O' dO') (the gate cancels),
   dO = dO' * s and dg = dO' * O' * (1 - s): one small pre-pass kernel computes all three.
 * Backward: a dK/dV kernel per key tile (looping over the query tiles that see it) and a dQ kernel per
-  query tile, both recomputing P from the stored LSE (FlashAttention-2, spec 2.3).
+  query tile, both recomputing P from the stored LSE (FlashAttention-2).
 
 Attention-probability dropout is not implemented here; the dispatcher falls back to SDPA for it.
 Under TRITON_INTERPRET=1 each kernel runs with one 16x16 tile configuration.

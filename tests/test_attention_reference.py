@@ -1,8 +1,8 @@
 """kernels.reference (through kernels.attention) against naive float64 masked-matrix forms.
 
-The naive forms below are written independently from the spec's equations (attention.md 2.1, 4.3, 6.2,
-7.2, 8.2), as explicit T x T (or n x T x T) masked matrices: no recurrences, no chunking, no cumsum
-tricks. Checked: parallel form == naive (float64, 1e-10), step-by-step rollout == parallel (float32),
+The naive forms below are written independently from the papers' equations (softmax, GLA's parallel form, and our causal
+FLatten / InLine / agent forms), as explicit T x T (or n x T x T) masked matrices: no recurrences, no chunking, no
+cumsum tricks. Checked: parallel form == naive (float64, 1e-10), step-by-step rollout == parallel (float32),
 split runs, gradcheck (float64), stress inputs, KV-cache growth, and the error messages.
 """
 
@@ -70,7 +70,7 @@ def naive_focused(q, k, v, p=3.0, eps=1e-6, causal=True):
 
 
 def inline_weights(q, k, scale=None, feature=lambda x: x):
-    """w_tj = a_tj - (1/t) sum_s a_ts + 1/t, a_tj = (c/t) phi(q_t).phi(k_j), j <= t (spec 7.2)."""
+    """w_tj = a_tj - (1/t) sum_s a_ts + 1/t, a_tj = (c/t) phi(q_t).phi(k_j), j <= t (causal InLine, derived)."""
     T = q.shape[1]
     c = q.shape[-1] ** -0.5 if scale is None else scale
     t = torch.arange(1, T + 1, dtype=q.dtype)[:, None]

@@ -3,7 +3,7 @@
 ``triton.jit`` picks the interpreter when the kernel modules are decorated, and the interpreter reads the
 variable again at launch, so this module sets TRITON_INTERPRET=1 while it (re)imports kernels.triton_*
 and, through an autouse fixture, during each of its tests only; the autotuned kernels then carry a single
-configuration (spec attention.md section 10). What the interpreter
+configuration (Triton's interpreter needs a driver for several). What the interpreter
 cannot show (compilation, dtype rules, bf16, autotuning, speed) is covered by the CUDA-only test at the
 end, which runs in a fresh process without the interpreter and is skipped on machines without a GPU.
 """
@@ -95,7 +95,7 @@ def _grads(out, inputs, seed=0):
 
 
 def _close(a, b, tol, label=""):
-    """max |a - b| <= tol * max |b| (relative to the output scale, spec 12.3)."""
+    """max |a - b| <= tol * max |b| (relative to the output scale)."""
     scale = b.abs().max().clamp_min(1e-12)
     err = (a.double() - b.double()).abs().max()
     assert err <= tol * scale, f"{label} max abs error {err:.3g} > {tol} x scale {scale:.3g}"

@@ -196,7 +196,7 @@ def tiny_hopper(tmp_path_factory):
 
 
 def td3_without_bc(data, run_dir, steps, hidden, batch, probe, interval, layernorm):
-    """TD3+BC with the BC term made negligible and a hard target copy (spec 5.2's divergence study).
+    """TD3+BC with the BC term made negligible and a hard target copy (SEEM's divergence study, Yue et al. 2023).
     ``alpha = 1e6`` scales the Q term so that Adam's update is the pure TD3 actor step (the BC gradient is
     1e-6 of it); ``tau = 1`` copies the online critic into the target at every policy update."""
     return ["algo=td3bc", "env=hopper-random", f"env.dataset.path={data}", "env.dataset.source=file",

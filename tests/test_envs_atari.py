@@ -147,8 +147,8 @@ def test_atari100k_seeding_reproduces_rollouts():
 
 
 def test_reseed_every_reset_replays_the_seeded_episode():
-    """A.9.7: with the flag (the STORM protocol's default) a seedless reset re-uses the last seed, so the
-    same actions give the same episode (emulator start and sticky-action stream); without it they differ.
+    """STORM's released code: with the flag (the STORM protocol's default) a seedless reset re-uses the last seed, so
+    the same actions give the same episode (emulator start and sticky-action stream); without it they differ.
     The remembered seed is part of the exact-resume state."""
     from rlkit.envs.state import get_env_state, set_env_state
 

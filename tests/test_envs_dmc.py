@@ -1,6 +1,6 @@
 """dm_control adapter and URLB tasks: names, shapes, protocol, and every reward against its formula.
 
-The reward checks compute the spec's formula (``specs/unsupervised_rl.md`` §1.2-1.3) independently of
+The reward checks compute the formula of URLB's released code and dm_control independently of
 dm_control's helpers -- own ``tolerance``, upright from the quaternion, subtree centre of mass and angular
 momentum summed body by body -- on hand-set and random physics states, and on the states the env reaches
 while stepping (comparing to the reward ``step`` returns).
@@ -18,12 +18,12 @@ from rlkit import envs
 from rlkit.envs import dmc
 from rlkit.errors import EnvError
 
-# --- the spec's formulas, written out ------------------------------------------------------------------
+# --- the tasks' formulas, written out ------------------------------------------------------------------
 
 
 def tol(x: float, lo: float, hi: float, margin: float, value_at_margin: float = 0.1,
         sigmoid: str = "gaussian") -> float:
-    """Spec §1.2."""
+    """dm_control's ``rewards.tolerance``, written out."""
     if lo <= x <= hi:
         return 1.0
     if margin == 0:
@@ -173,7 +173,7 @@ def test_actions_map_onto_the_action_spec():
         np.testing.assert_allclose(env.physics.data.ctrl, expected, rtol=1e-6, atol=1e-6)
 
 
-# --- rewards against the spec's formulas -----------------------------------------------------------------
+# --- rewards against the tasks' formulas -----------------------------------------------------------------
 
 
 def _random_states(env, rng, n):

@@ -109,7 +109,7 @@ def single_episode(seed: int) -> tuple[float, int]:
 
 @pytest.mark.parametrize("num_envs, episodes", [(3, 8), (5, 4), (1, 3)])
 def test_first_finished_protocol_matches_an_event_simulation(num_envs, episodes):
-    """STORM's A.9.8 evaluation: every sub-env keeps playing and the first ``episodes`` to end are scored.
+    """STORM's evaluation (released script): every sub-env keeps playing and the first ``episodes`` to end are scored.
 
     Reference: episodes are independent of the sub-env they run on, so the order of completions follows
     from the single-env lengths alone: sub-env i starts episode i at step 0, a finished sub-env starts the

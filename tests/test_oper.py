@@ -36,7 +36,7 @@ def test_oper_r_matches_the_formula():
     np.testing.assert_allclose(return_priorities(ds), expected / expected.sum())
     with_base = expected + 0.2
     np.testing.assert_allclose(return_priorities(ds, p_base=0.2), with_base / with_base.sum())
-    # the worst trajectory gets probability zero with p_base = 0 (spec 1.2)
+    # the worst trajectory gets probability zero with p_base = 0 (OPER-R, released code)
     assert return_priorities(ds)[2:5].sum() == 0.0
 
 
@@ -57,7 +57,8 @@ def test_normalization_sets_mean_one_std_sigma_and_floor():
     assert (n * p).mean() == pytest.approx(1.0)
     assert (n * p).std() == pytest.approx(0.3, rel=1e-6)  # the floor does not bind at sigma 0.3
     p = normalize_priorities(w, std=2.0, floor=0.1)
-    # spec 1.4 written out: shift, normalise, stretch to std 2 in mean-1 units, floor at 0.1/N, renormalise
+    # OPER's released normalisation written out: shift, normalise, stretch to std 2 in mean-1 units, floor at 0.1/N,
+    # renormalise
     p0 = (w - w.min()) / (w - w.min()).sum()
     stretched = 1 / n + 2.0 / (n * p0.std()) * (p0 - 1 / n)
     floored = np.maximum(stretched, 0.1 / n)
@@ -181,7 +182,7 @@ def test_oper_preset_applies_the_papers_iql_temperature(compose_cfg):
     space_o = gym.spaces.Box(-np.inf, np.inf, (11,), np.float32)
     space_a = gym.spaces.Box(-1, 1, (3,), np.float32)
     algo = build_algorithm(cfg, space_o, space_a, torch.device("cpu"))
-    assert algo.base.temperature == 1.0  # OPER-A IQL runs (spec 1.5); plain algo=iql keeps 3.0
+    assert algo.base.temperature == 1.0  # OPER-A IQL runs (OPER's released code); plain algo=iql keeps 3.0
     assert algo.base.reward_scale_by_return  # IQL's MuJoCo per-family default still applies
     cfg = compose_cfg("algo=oper", "algo.base=iql", "+algo.base_params.temperature=2.0", "env=hopper-medium")
     assert build_algorithm(cfg, space_o, space_a, torch.device("cpu")).base.temperature == 2.0

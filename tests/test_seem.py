@@ -228,9 +228,9 @@ OFFLINE = [("td3bc", "TD3BC"), ("iql", "IQL"), ("cql", "CQL"), ("awac", "AWAC"),
 
 @pytest.mark.parametrize(("module", "name"), OFFLINE)
 def test_every_offline_critic_takes_the_layernorm_fix_and_the_monitor(module, name):
-    """``algo.critic_layernorm=true`` (spec 5.4): LayerNorm after every hidden Linear of the critic and before
-    its activation, none on the output layer, none in the actor; and every offline algorithm honours the
-    ``critic_for_diagnostics`` contract (the monitor runs on raw batches and returns finite values)."""
+    """``algo.critic_layernorm=true`` (SEEM's LayerNorm fix, released code): LayerNorm after every hidden Linear of the
+    critic and before its activation, none on the output layer, none in the actor; and every offline algorithm honours
+    the ``critic_for_diagnostics`` contract (the monitor runs on raw batches and returns finite values)."""
     import importlib
 
     from rlkit.nets.mlp import EnsembleLayerNorm, EnsembleLinear

@@ -1,6 +1,6 @@
 """STORM (algorithms/world_models/storm.py): distribution heads, every loss term on closed-form cases,
-the spec's parameter counts, KV-cached vs re-run imagination, acting context, a world-model overfit, the
-configs, a reduced end-to-end Atari run, exact resume and (slow) a learning check on TinyCatch."""
+the parameter counts of the released layer layout, KV-cached vs re-run imagination, acting context, a world-model
+overfit, the configs, a reduced end-to-end Atari run, exact resume and (slow) a learning check on TinyCatch."""
 
 from __future__ import annotations
 
@@ -401,7 +401,7 @@ def test_act_context_grows_slides_and_resets():
         action, state = algo.act(obs, state)
     assert state["length"].tolist() == [3, 3] and state["obs"].shape == (2, 3, 16, 16, 3)
     assert torch.equal(state["action"][:, -1], torch.as_tensor(action))
-    assert algo.reset_state(state, np.array([True, False])) is state  # A.9.2: never reset by default
+    assert algo.reset_state(state, np.array([True, False])) is state  # STORM's code: never reset by default
     algo.reset_context_on_episode_end = True
     state = algo.reset_state(state, np.array([True, False]))
     assert state["length"].tolist() == [0, 3]
@@ -411,7 +411,7 @@ def test_act_context_grows_slides_and_resets():
     greedy = algo.act(obs, state, deterministic=True)[0]
     torch.manual_seed(6)
     assert np.array_equal(greedy[1:], algo.act(obs, state, deterministic=True)[0][1:])
-    algo.act_on_posterior = True  # quirk A.9.1 off: the current frame's posterior sample instead of the prior
+    algo.act_on_posterior = True  # STORM's acting quirk off: the current frame's posterior sample instead of the prior
     action, state = algo.act(obs, state)
     assert action.shape == (2,) and state["length"].tolist() == [2, 3]
 
@@ -513,7 +513,7 @@ def test_reduced_end_to_end_atari_run(compose_cfg, tmp_path):
     assert summary["finished"] and summary["steps"] == 2000
     hns = (summary["final_return"] + 20.7) / (14.6 + 20.7)
     assert summary["final_normalized_score"] == pytest.approx(hns)
-    # the reference's evaluation (A.9.8) and env seeding (A.9.7), labelled with the score
+    # the reference's evaluation and env seeding, labelled with the score
     assert summary["eval_protocol"] == "atari100k-storm; first 1 finished over 1 envs; sampled policy"
     assert cfg.env.kwargs.reseed_every_reset is True
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

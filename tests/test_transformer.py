@@ -19,11 +19,11 @@ def small_cfg(**kw) -> TransformerConfig:
 
 
 def test_storm_defaults_and_parameter_count():
-    """Spec world_models.md A.4.4/A.4.6: 2 x 512 x 8 heads, FFN 1024, post-norm, 64 learned positions.
+    """STORM's released transformer: 2 x 512 x 8 heads, FFN 1024, post-norm, 64 learned positions.
 
     Stack = positions 64*512 + input LN 1024 + 2 blocks x (4*512^2 attention + 1024 LN
     + 512*1024+1024 + 1024*512+512 FFN + 1024 LN) = 4,235,264; plus STORM's token stem for A = 18
-    (1042*512 + 1024 + 512*512 + 1024 = 797,696) this is the spec's 5,032,960.
+    (1042*512 + 1024 + 512*512 + 1024 = 797,696) this is 5,032,960.
     """
     cfg = TransformerConfig()
     assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_ff, cfg.max_len, cfg.norm) == (

@@ -1,9 +1,9 @@
-"""URLB agents (spec ``unsupervised_rl.md`` §1.7-1.9, §2, §3): the DDPG backbone, CIC and MOSS.
+"""URLB agents (Laskin et al. 2021; CIC, Laskin et al. 2022; MOSS, Zhao et al. 2022): the DDPG backbone, CIC and MOSS.
 
 Closed-form checks of the kNN particle-entropy reward (hand-computed distances and running statistics), the CIC
 contrastive loss, the truncated-noise policy and std schedules, the DDPG critic target and EMA, reward-free
 pretraining that never reads the env reward, MOSS's mode schedule / skill modes / reward sign flip / batch
-ordering / finetune skill search, and the finetune initialisation from a snapshot (§1.8, checklist item 5).
+ordering / finetune skill search, and the finetune initialisation from a snapshot (URLB's ``init_from``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-# ----------------------------------------------------------------------------- kNN particle entropy (§2)
+# ----------------------------------------------------------------------------- kNN particle entropy (CIC)
 POINTS = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
 # pairwise distances: |p0 p1| = 3, |p0 p2| = 5, |p0 p3| = 1, |p1 p2| = 4, |p1 p3| = sqrt(10), |p2 p3| = sqrt(18)
 KEPT3 = np.array([[0.0, 1.0, 3.0],                            # p0: itself, p3, p1
@@ -79,7 +79,7 @@ def test_knn_distances_are_the_k_smallest_of_each_row_including_self():
 
 
 def running_stats(batches: list[np.ndarray], unbiased: bool) -> tuple[float, float, float]:
-    """The spec's update, written out: M=0, S=1, n=1e-4, then per batch X (all kept distances)."""
+    """The released code's update, written out: M=0, S=1, n=1e-4, then per batch X (all kept distances)."""
     m, s, n = 0.0, 1.0, 1e-4
     for x in batches:
         b = x.size
@@ -121,7 +121,7 @@ def test_kth_neighbour_variant_and_no_normalisation():
     np.testing.assert_allclose(reward.numpy(), np.log1p(kth - 0.5), rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- CIC contrastive loss (§2)
+# ----------------------------------------------------------------------------- CIC contrastive loss
 def test_cic_loss_closed_form():
     eye = torch.eye(2)
     loss = cic_contrastive_loss(eye, eye, temperature=0.5)
@@ -144,7 +144,7 @@ def test_cic_loss_denominator_is_clamped_and_gradients_are_correct():
     assert torch.autograd.gradcheck(lambda a, b: cic_contrastive_loss(a, b, 0.5).mean(), (query, key))
 
 
-# ----------------------------------------------------------------------------- DDPG backbone (§1.7)
+# ----------------------------------------------------------------------------- DDPG backbone
 def test_stddev_schedules():
     assert stddev_at(0.2, 10**6) == 0.2
     assert stddev_at("linear(1.0,0.1,100)", 50) == pytest.approx(0.55)
@@ -285,10 +285,10 @@ def test_cic_reward_is_the_knn_entropy_of_next_state_embeddings_after_the_cic_up
     assert "train/cic_loss" in metrics
 
 
-# ----------------------------------------------------------------------------- MOSS (§3)
+# ----------------------------------------------------------------------------- MOSS
 @pytest.mark.parametrize(("partitions", "length", "explore_steps"), [(2, 1000, 500), (1.5, 1000, 700), (1.5, 250, 200)])
 def test_moss_mode_schedule_table(partitions, length, explore_steps):
-    """Spec §3.2 table: the mode is re-evaluated every 50 steps, so the splits are coarse."""
+    """MOSS's released code: the mode is re-evaluated every 50 steps, so the splits are coarse."""
     algo = MOSS(OBS, ACT, skill_dim=4, partitions=partitions, **SMALL)
     algo.setup_urlb(reward_free=True, seed_steps=0, episode_steps=length)
     rng = np.random.default_rng(0)
@@ -397,7 +397,7 @@ def test_moss_finetune_meta_and_warmup_actions():
     assert algo.warmup_actions(obs, meta) is None  # pretraining: uniform random seed actions
 
 
-# ----------------------------------------------------------------------------- finetune initialisation (§1.8)
+# ----------------------------------------------------------------------------- finetune initialisation
 @pytest.mark.parametrize("fresh_target", [True, False])
 def test_init_from_snapshot_copies_actor_and_critic_trunk_only(fresh_target):
     torch.manual_seed(0)

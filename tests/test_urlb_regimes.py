@@ -1,4 +1,4 @@
-"""URLB regimes (spec ``unsupervised_rl.md`` §1.5, §1.8-1.9, §1.12): reward-free pretraining with snapshots,
+"""URLB regimes (Laskin et al. 2021, released code's protocol): reward-free pretraining with snapshots,
 finetuning from a snapshot, their errors, exact resume of pretraining, the URLB configs at paper settings, the
 per-domain report, and a CPU-sized pretrain -> finetune run on walker stand whose returns rise.
 

@@ -8,8 +8,8 @@
 * **reward transform** -- ``r' = r · reward_scale · k + reward_shift`` with ``k = 1000 / (G_max - G_min)``
   (``G`` the undiscounted episode returns of the dataset, IQL's locomotion recipe) when
   ``reward_scale_by_return`` is on and ``k = 1`` otherwise; AntMaze uses ``reward_shift = -1``
-  (spec ``offline_rl.md`` section 0.2);
-* **sample weights** (OPER, spec section 1.5) -- policy terms are always multiplied by the policy batch's
+  (IQL's released code);
+* **sample weights** (OPER, Yue et al. 2023, released code) -- policy terms are always multiplied by the policy batch's
   ``weights``; critic/value terms only when ``reweight_eval`` is on (:meth:`eval_weights`);
 * **decoupled batches** -- when the regime puts a second, prioritised batch in ``batch.policy_batch``
   the policy-improvement/constraint terms read it and the evaluation terms read the main batch

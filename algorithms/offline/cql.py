@@ -22,7 +22,7 @@ One update (all losses computed with the networks as they are at the start of th
 
 Sample weights: ``w_i`` (policy batch) multiply the actor term; ``c_i = w_i`` only with
 ``reweight_eval=True``, and then weight both the TD term and the conservative penalty (the penalty is part
-of policy *evaluation*; OPER's CQL code is not public, spec ``offline_rl.md`` section 1.5).  Decoupled
+of policy *evaluation*; OPER's CQL code is not public).  Decoupled
 resampling: actor and temperature read ``batch["policy_batch"]``, the critic the main batch.
 
 Defaults follow CORL's ``algorithms/offline/cql.py`` and its D4RL locomotion configs (which adopt JaxCQL's

@@ -10,8 +10,8 @@ One update, in the reference code's order (value, actor, critic, target):
 * critic (eq. 6): ``y = r + γ (1 - d) V(s')``, ``L_Q = mean_i c_i Σ_k (Q_k(s_i, a_i) - y_i)²``
 * target: Polyak averaging with ``τ_target``.
 
-``w_i`` are the policy batch's weights and sit *inside* the cap of 100, as in OPER's IQL code (spec
-``offline_rl.md`` section 1.5); ``c_i = w_i`` only with ``reweight_eval=True``.  With decoupled
+``w_i`` are the policy batch's weights and sit *inside* the cap of 100, as in OPER's released IQL code
+(Yue et al. 2023); ``c_i = w_i`` only with ``reweight_eval=True``.  With decoupled
 resampling the actor term reads ``batch["policy_batch"]`` (its own ``Q̄ - V``).
 
 Networks follow the reference (JAX) code: twin Q and V are 2x256 ReLU MLPs; the actor is a 2x256 MLP

@@ -1,5 +1,5 @@
 """One-step RL (Brandfonbrener, Whitney, Ranganath & Bruna 2021, "Offline RL Without Off-Policy
-Evaluation"), in the configuration OPER uses (spec ``offline_rl.md`` section 1.5): behaviour estimate
+Evaluation"), in the configuration of OPER's released code (Yue et al. 2023): behaviour estimate
 ``β̂``, SARSA evaluation of ``β̂``, one step of exponentially-weighted policy improvement.
 
 Three stages, laid out on the update counter ``t`` (1-based) so the regime just calls ``update()``:

@@ -10,7 +10,7 @@ TD3 with a behaviour-cloning term in the actor loss and standardised states (sec
   ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + β_bc mean_{i,d} w_i (π(s_i)_d - a_{i,d})²`` (``β_bc = 1``)
 * targets (with the actor): Polyak averaging with ``τ`` for actor and critics.
 
-Sample weights (OPER, spec ``offline_rl.md`` section 1.5): ``w_i`` (the policy batch's weights) always
+Sample weights (OPER, Yue et al. 2023, released TD3+BC code): ``w_i`` (the policy batch's weights) always
 multiply both actor terms; ``c_i = w_i`` only with ``reweight_eval=True`` (else 1).  With decoupled
 resampling the actor step reads ``batch["policy_batch"]``.
 
@@ -20,9 +20,9 @@ standardisation ``(s - μ) / (σ + 1e-3)``.  Actions live in ``[-1, 1]`` inside 
 ``max_action`` is 1 on every D4RL task; for other boxes the BC term is measured in normalised units).
 ``compile=True`` runs the two loss functions through ``torch.compile``.
 
-For the SEEM divergence study (spec 5.2) ``bc_coef=0`` removes the BC term (plain TD3 on offline data),
-``tau=1.0`` makes the target a hard copy, and ``optimizer=sgd`` replaces Adam for crash-step studies
-(``configs/algo/td3_divergence.yaml``).
+For the SEEM divergence study (Yue et al. NeurIPS 2023; README command of its code) ``bc_coef=0`` removes the BC term
+(plain TD3 on offline data), ``tau=1.0`` makes the target a hard copy, and ``optimizer=sgd`` replaces Adam for
+crash-step studies (``configs/algo/td3_divergence.yaml``).
 """
 
 from __future__ import annotations

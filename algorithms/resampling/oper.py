@@ -6,11 +6,11 @@ or *reweighting* (uniform batches, loss weights ``w_i = N p_i``).  "Decoupled": 
 the prioritized data, the critic keeps uniform batches (``decoupled: true`` in the sampler config;
 the offline regime then passes the prioritized batch as ``batch.policy_batch``).
 
-* **OPER-R** (spec section 1.2): ``p_i ∝ (G_i - G_min) / (G_max - G_min) + p_base`` with ``G_i`` the
+* **OPER-R** (released code): ``p_i ∝ (G_i - G_min) / (G_max - G_min) + p_base`` with ``G_i`` the
   undiscounted return of transition i's trajectory (raw rewards); ``p_base`` = 0.2 on AntMaze, 0 elsewhere.
-* **OPER-A** (spec 1.3-1.4): fit a double state-value network by TD on (re)sampled data for K rounds,
-  score every transition with its TD advantage, turn advantages into multiplicative weights, then
-  normalize them (shift, set std σ, floor ε).  Weights are cached per dataset + config hash.
+* **OPER-A** (released code's weight generator): fit a double state-value network by TD on (re)sampled
+  data for K rounds, score every transition with its TD advantage, turn advantages into multiplicative
+  weights, then normalize them (shift, set std σ, floor ε).  Weights are cached per dataset + config hash.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _p_base_for(env_cfg, p_base: float | None) -> float:
 
 
 def oper_r_priorities(dataset, p_base: float | None = None, env_cfg=None, **_: Any) -> np.ndarray:
-    """OPER-R; ``p_base=None`` picks the spec's per-domain value (0.2 AntMaze, 0 otherwise)."""
+    """OPER-R; ``p_base=None`` picks the released code's per-domain value (0.2 AntMaze, 0 otherwise)."""
     return return_priorities(dataset, _p_base_for(env_cfg, p_base))
 
 
@@ -99,7 +99,7 @@ def nstep_indices(dataset, nstep: int, gamma: float) -> tuple[np.ndarray, np.nda
 
 
 class _ValueFitter:
-    """Double V network fitted by TD on sampled data (spec 1.3): ``y = R^(n) + γ^n (1-d) min V̄(s_{+n})``."""
+    """Double V network fitted by TD on sampled data (OPER's released code): ``y = R^(n) + γ^n (1-d) min V̄(s_{+n})``."""
 
     def __init__(self, dataset, hidden, lr, gamma, nstep, tau, batch_size, reward_shift, device, seed):
         self.device = torch.device(device)
@@ -182,7 +182,7 @@ def oper_a_weights(dataset, iterations: int = 5, first_steps: int = 1_000_000, l
                    hidden: tuple[int, ...] = (256, 256), tau: float = 0.005, reward_shift: float = 0.0,
                    device: str = "cpu", seed: int = 0, cache: bool = True) -> np.ndarray:
     """Raw OPER-A weights of every round, averaged over ``seeds`` fits: array ``(iterations, N)``, each row
-    with mean 1.  Pseudo-steps (spec 1.3), per seed::
+    with mean 1.  Pseudo-steps (OPER's released generator), per seed::
 
         w <- 1; p <- uniform
         for k in 1..K:  fit V for T_k steps on batches i ~ p
@@ -227,7 +227,7 @@ def oper_a_weights(dataset, iterations: int = 5, first_steps: int = 1_000_000, l
 def oper_a_priorities(dataset, iteration: int | None = None, std: float | None = 2.0, floor: float = 0.1,
                       ceiling: float | None = None, env_cfg=None, seed: int = 0, **fit: Any) -> np.ndarray:
     """OPER-A probabilities: the raw weights of round ``iteration`` (default: the last) normalised by
-    :func:`normalize_priorities`.  AntMaze rewards are shifted by -1 before fitting V (spec 1.3)."""
+    :func:`normalize_priorities`.  AntMaze rewards are shifted by -1 before fitting V (as OPER's released code)."""
     family = env_cfg.get("family") if env_cfg is not None else None
     fit.setdefault("reward_shift", -1.0 if family == "antmaze" else 0.0)
     weights = oper_a_weights(dataset, **fit)

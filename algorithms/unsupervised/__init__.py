@@ -1,4 +1,4 @@
-"""Unsupervised RL on URLB (spec ``unsupervised_rl.md``): the DDPG backbone, CIC and MOSS.
+"""Unsupervised RL on URLB (Laskin et al. 2021): the DDPG backbone, CIC and MOSS.
 
 Agents pretrain reward-free (``regime=pretrain``, intrinsic reward) and finetune from a snapshot on a task
 reward (``regime=finetune``); the regimes live in :mod:`rlkit.regimes.urlb`.

@@ -1,6 +1,7 @@
 """Contrastive Intrinsic Control (Laskin et al. 2022, arXiv 2202.00161) on the URLB DDPG backbone.
 
-Spec ``unsupervised_rl.md`` §2 (states only, as in the MOSS reference).  Networks (``Linear -> ReLU ->
+CIC (Laskin et al. 2022, arXiv 2202.00161), as in its released PyTorch code (states only, as in the MOSS
+reference).  Networks (``Linear -> ReLU ->
 Linear -> ReLU -> Linear``, width ``cic_hidden_dim`` = 1024, orthogonal init), ``d = skill_dim`` = 64:
 
 * state encoder ``g_s: obs -> R^d``, applied to ``s`` and ``s'`` (the reference's unused next-state net is
@@ -15,12 +16,12 @@ Contrastive loss, temperature ``tau`` = 0.5, unit-normalised ``q, k`` (:func:`ci
 Intrinsic reward: APT's kNN particle entropy in the ``g_s`` embedding over the batch
 (:mod:`rlkit.algorithms.unsupervised.knn_reward`), CIC's PyTorch variant by default: source = target =
 ``g_s(s')``, distances divided by the running variance (unbiased), k = 16, averaged, clip 0.0005.  It replaces
-the n-step reward of the sampled transition ``(s_t, s_{t+n})`` (§1.6).  One CIC update per agent update
+the n-step reward of the sampled transition ``(s_t, s_{t+n})`` (URLB's released code).  One CIC update per agent update
 (Adam, lr 1e-4); CIC's code computes the reward *after* that update (``reward_before_rep_update=False``;
 MOSS uses the pre-update parameters).
 
 Skills: ``z ~ U(0, 1)^d``, resampled every 50 environment steps in pretraining.  Finetuning feeds the fixed
-skill ``z = 0.5 * 1`` (the official code; the paper's skill search is not in it, spec §1.9).
+skill ``z = 0.5 * 1`` (the official code; the paper's skill search is not in it).
 """
 
 from __future__ import annotations

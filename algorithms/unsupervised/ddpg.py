@@ -1,4 +1,4 @@
-"""DDPG as URLB uses it (DrQ-v2 style; Laskin et al. 2021, spec ``unsupervised_rl.md`` §1.7-1.8): the
+"""DDPG as URLB uses it (DrQ-v2 style; Laskin et al. 2021, the released URLB code): the
 backbone of every URLB agent, and with the extrinsic reward the "from scratch" baseline and expert.
 
 Networks (input ``x = [f(s), z]``, ``z`` the skill of skill agents, nothing for plain DDPG):
@@ -28,7 +28,7 @@ times the env discount; the replay buffer computes both):
 URLB updates the critic first and then the actor against the updated critic (``simultaneous_update=False``).
 The MOSS JAX code steps both from the pre-update parameters (``simultaneous_update=True``).
 
-Finetuning from a snapshot (§1.8, :meth:`DDPG.init_from_snapshot`): the encoder, the whole actor and the
+Finetuning from a snapshot (URLB's ``init_from``, :meth:`DDPG.init_from_snapshot`): the encoder, the whole actor and the
 critic trunk (Linear + LayerNorm) are copied; the Q heads, optimizers and the critic *target* stay fresh.  The
 target is a copy of the fresh critic made before the trunk is copied, so it starts with a random trunk and
 only converges by EMA (URLB and MOSS both do this; ``target_from_fresh_critic=False`` re-syncs it instead).
@@ -375,7 +375,7 @@ class DDPG(ContinuousActionMixin, URLBAgent):
 
     # ------------------------------------------------------------------ snapshots
     def init_from_snapshot(self, state: dict[str, Any]) -> None:
-        """URLB's ``init_from`` (§1.8): copy the encoder, the whole actor and (``init_critic``) the critic
+        """URLB's ``init_from`` (released code): copy the encoder, the whole actor and (``init_critic``) the critic
         trunk from a pretrained agent's ``state_dict``; everything else stays as constructed."""
         try:
             if self.pixels:

@@ -1,6 +1,7 @@
 """Particle-based entropy reward (APT, Liu & Abbeel 2021) as CIC and MOSS compute it.
 
-Spec ``unsupervised_rl.md`` §2.  For a batch of source embeddings ``e_i`` and target embeddings ``t_j``:
+CIC (Laskin et al. 2022) and MOSS (Zhao et al. 2022), as in their released code.  For a batch of source embeddings
+``e_i`` and target embeddings ``t_j``:
 
 * ``D_ij = ||e_i - t_j||_2``; keep the ``k`` smallest ``D_ij`` of each row (the row's own target included,
   so with ``source = target`` one kept distance is 0);

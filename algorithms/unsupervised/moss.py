@@ -1,6 +1,7 @@
 """MOSS -- Mixture Of SurpriseS (Zhao, Lin, Li, Liu, Huang, NeurIPS 2022, arXiv 2210.06702).
 
-Spec ``unsupervised_rl.md`` §3.  One skill-conditioned DDPG policy on the CIC representation (§2), two
+MOSS (Zhao et al. NeurIPS 2022, arXiv 2210.06702), as in the authors' released JAX code.  One
+skill-conditioned DDPG policy on the CIC representation (Laskin et al. 2022), two
 "toolboxes" of skills: mode ``m = 0`` maximises surprise (explore), ``m = 1`` minimises it (control).  Both
 learn from the one replay buffer; only the sign of the reward and the region of skill space differ.
 
@@ -18,7 +19,7 @@ learn from the one replay buffer; only the sign of the reward and the region of 
   the stored mode is the same computation.
 * **DDPG** on ``[s, z]``: the MOSS JAX code computes the actor and critic gradients at the pre-update
   parameters (``simultaneous_update=True``).
-* **Finetuning** (§3.6): during the seed steps (4000) act deterministically with the pretrained actor and
+* **Finetuning** (released code): during the seed steps (4000) act deterministically with the pretrained actor and
   the skill of ``search_mode`` (no updates), then DDPG with the extrinsic reward.  ``search_mode``:
   ``constant`` (``0.5 * 1``, README), ``grid_search`` (config default: candidates ``c_k * 1``,
   ``c = linspace(-1, 0, S/50)``, one per 50 steps, scored by mean per-step reward, best kept; quirk: the

@@ -1,12 +1,13 @@
-"""STORM: stochastic transformer world model + actor-critic in imagination (Zhang et al., NeurIPS 2023;
-spec ``/work/shared/specs/world_models.md`` Part A).
+"""STORM: stochastic transformer world model + actor-critic in imagination (Zhang et al., NeurIPS 2023,
+arXiv 2310.09615). Architecture, losses and schedule follow the authors' released code (weipu-zhang/STORM),
+whose config the README states equals the paper's settings.
 
 One ``update(batch)`` = one world-model update on ``wm_batch_size`` x ``wm_seq_len`` replayed steps
-(A.5) + one agent update on ``imagine_batch_size`` imagined rollouts (A.6, A.7); the ``online`` regime
++ one agent update on ``imagine_batch_size`` imagined rollouts; the ``online`` regime
 calls it ``train.updates_per_step`` times per env step after ``train.warmup_steps`` random steps
 (paper: 1 and 1024).
 
-World model (A.5), with z_t ~ q(z_t | o_t) (categorical VAE, unimix, straight-through),
+World model (released code's loss), with z_t ~ q(z_t | o_t) (categorical VAE, unimix, straight-through),
 h_t = f(z_<=t, a_<=t) (one fused token per step through :class:`~rlkit.nets.transformer.CausalTransformer`)
 and prior p(z_{t+1} | h_t)::
 
@@ -16,44 +17,44 @@ with L_rec the per-frame pixel-summed squared error of the decoded posterior sam
 two-hot CE of r_t from h_t, L_term the BCE of d_t = terminated_t OR life_lost_t from h_t; Adam 1e-4,
 clip 1000.
 
-Imagination (A.7): 1024 replayed contexts of 8 steps are encoded (posterior samples) and prefilled
-into the transformer's KV cache; s_0 = [z_0 ~ p(. | h_7), h_7]; then for 16 steps
+Imagination (released code's rollout): 1024 replayed contexts of 8 steps are encoded (posterior samples)
+and prefilled into the transformer's KV cache; s_0 = [z_0 ~ p(. | h_7), h_7]; then for 16 steps
 a_i ~ pi(s_i), h_i' = step(z_i, a_i) (one cached token, never re-running the context),
 r_i = symexp(E[R(h_i')]), d_i = [C(h_i') > 0], z_{i+1} ~ p(. | h_i'), s_{i+1} = [z_{i+1}, h_i'].
 
-Actor-critic (A.6): lambda-returns G (gamma 0.985, lambda 0.95) from the critic V and G_slow from the slow
-critic (EMA 0.98); S = max(1, EMA(P95(G)) - EMA(P5(G)))::
+Actor-critic (DreamerV3-style, as in the released code): lambda-returns G (gamma 0.985, lambda 0.95) from the
+critic V and G_slow from the slow critic (EMA 0.98); S = max(1, EMA(P95(G)) - EMA(P5(G)))::
 
     L = -mean[log pi(a_t|s_t) sg((G_t - V(s_t)) / S)] - 3e-4 mean H[pi(.|s_t)]
         + CE(twohot(G_t), V_logits(s_t)) + CE(twohot(G_slow_t), V_logits(s_t))
 
 one Adam (3e-5, eps 1e-5, clip 100) for actor and critic.
 
-Acting (A.8): the last ``act_context`` (16) (observation, action) pairs are encoded and passed through
-the transformer; the action is sampled from pi([z ~ p(. | h_last), h_last]); then the current frame and
-the action join the context.
+Acting (released code's training loop): the last ``act_context`` (16) (observation, action) pairs are
+encoded and passed through the transformer; the action is sampled from pi([z ~ p(. | h_last), h_last]);
+then the current frame and the action join the context.
 
-Reference quirks (spec A.9) as flags, each defaulting to the reference behaviour:
+Quirks of the authors' released code as flags, each defaulting to the reference behaviour:
 
-* ``act_on_posterior=False`` (A.9.1): the actor sees the *prior* sample of the current frame predicted
+* ``act_on_posterior=False``: the actor sees the *prior* sample of the current frame predicted
   from the context, so the frame just received enters only at the next step; True uses the posterior
   sample of the current frame instead (with h from the context).
-* ``reset_context_on_episode_end=False`` (A.9.2): the acting context is never cleared at episode ends.
-* ``cross_episodes=True`` (A.9.3): replay windows and imagination contexts cross episode boundaries.
-* ``free_bits_mode="batch_mean"`` (A.9.4): free bits on the batch-mean KL ("per_step": DreamerV3).
-* ``lambda_bootstrap="t"`` (A.9.5): the lambda-return mixes in V(s_t) ("t+1": DreamerV3).
-* ``return_norm_debias=False`` (A.9.6): the percentile EMAs start at 0 without bias correction.
-* ``hard_termination=True`` (A.9.10): imagined continuation 1 - [logit > 0] (False: 1 - sigmoid).
-* ``life_loss_terminal=True`` (A.2): a life loss is stored as a termination for the world model.
-* ``precision="auto"`` (A.9.9): bf16 autocast on CUDA (with TF32 matmuls when ``tf32``), fp32 on CPU;
+* ``reset_context_on_episode_end=False``: the acting context is never cleared at episode ends.
+* ``cross_episodes=True``: replay windows and imagination contexts cross episode boundaries.
+* ``free_bits_mode="batch_mean"``: free bits on the batch-mean KL ("per_step": DreamerV3).
+* ``lambda_bootstrap="t"``: the lambda-return mixes in V(s_t) ("t+1": DreamerV3).
+* ``return_norm_debias=False``: the percentile EMAs start at 0 without bias correction.
+* ``hard_termination=True``: imagined continuation 1 - [logit > 0] (False: 1 - sigmoid).
+* ``life_loss_terminal=True``: a life loss is stored as a termination for the world model.
+* ``precision="auto"``: bf16 autocast on CUDA (with TF32 matmuls when ``tf32``), fp32 on CPU;
   "bf16" / "fp32" force one.
 * ``imagine_kv_cache=True``: imagine with the incremental KV-cached ``step``; False re-runs the whole
   token history at every imagined step (what a cache-less implementation costs; same outputs).
 
-Quirks outside the algorithm, also at the reference behaviour: A.9.7 (the training env is re-seeded
-identically at every reset) is the ``atari100k-*`` envs' ``reseed_every_reset=True``
-(:mod:`rlkit.envs.atari`); A.9.8 (evaluation scores the first 20 episodes to finish over 5 envs, with the
-sampled policy) is ``eval.protocol=first_finished`` in ``configs/algo/storm.yaml``
+Quirks outside the algorithm, also at the reference behaviour: the training env is re-seeded
+identically at every reset, which is the ``atari100k-*`` envs' ``reseed_every_reset=True``
+(:mod:`rlkit.envs.atari`); the released evaluation script (scores of the first 20 episodes to finish over 5
+envs, with the sampled policy) is ``eval.protocol=first_finished`` in ``configs/algo/storm.yaml``
 (:func:`rlkit.evaluation.evaluate.evaluate`); ``eval.protocol=assigned`` gives rlkit's unbiased
 evaluation of 20 assigned episodes instead. Each summary labels the protocol its score was measured with.
 Observations must be uint8 frames (H, W, C) with H = W divisible by 2^len(encoder_channels); the
@@ -111,7 +112,7 @@ class STORM(Algorithm):
         action_space: gym.Space,
         device: str | torch.device = "cpu",
         *,
-        # world model (A.4, A.5, A.10)
+        # world model (paper settings = the released config)
         encoder_channels: Sequence[int] = (32, 64, 128, 256),
         latent_vars: int = 32,
         latent_classes: int = 32,
@@ -129,7 +130,7 @@ class STORM(Algorithm):
         wm_grad_clip: float = 1000.0,
         wm_batch_size: int = 16,
         wm_seq_len: int = 64,
-        # agent (A.6, A.7, A.8)
+        # agent (paper settings = the released config)
         agent_hidden: int = 512,
         agent_layers: int = 2,
         gamma: float = 0.985,
@@ -146,7 +147,7 @@ class STORM(Algorithm):
         ac_eps: float = 1e-5,
         ac_grad_clip: float = 100.0,
         act_context: int = 16,
-        # reference quirks (A.9) and system settings
+        # quirks of the released code and system settings
         act_on_posterior: bool = False,
         reset_context_on_episode_end: bool = False,
         cross_episodes: bool = True,
@@ -282,7 +283,7 @@ class STORM(Algorithm):
         return UpdateResult(metrics)
 
     def world_model_losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The loss terms of spec A.5 on a batch of [B, T] sequences (world model in its current mode)."""
+        """World-model loss terms (STORM's released code) on [B, T] sequences (world model in its current mode)."""
         wm, w = self.world_model, self.loss_weights
         obs, action = batch["obs"], batch["action"].long()
         done = batch["terminated"].float()
@@ -319,7 +320,7 @@ class STORM(Algorithm):
     @torch.no_grad()
     def imagine(self, obs: Tensor, action: Tensor, horizon: int | None = None,
                 use_cache: bool | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Roll out the policy in the world model from replayed contexts (spec A.7).
+        """Roll out the policy in the world model from replayed contexts (STORM's released code).
 
         ``obs`` uint8 [B, C, H, W, ch] and ``action`` [B, C] are the context. Returns states s_0..s_L
         [B, L+1, K*C + d], actions [B, L], rewards [B, L] and continuation flags 1 - d [B, L] (float32).
@@ -364,7 +365,7 @@ class STORM(Algorithm):
 
     def agent_losses(self, states: Tensor, actions: Tensor, rewards: Tensor,
                      continues: Tensor) -> dict[str, Tensor]:
-        """Actor-critic losses of spec A.6 on an imagined batch (updates the return-scale EMAs)."""
+        """Actor-critic losses (STORM's released code) on an imagined batch (updates the return-scale EMAs)."""
         ac = self.actor_critic
         with self._autocast():
             logits = ac.actor(states[:, :-1]).float()
@@ -418,8 +419,9 @@ class STORM(Algorithm):
     @torch.no_grad()
     def act(self, obs: np.ndarray, state: dict[str, Tensor] | None = None,
             deterministic: bool = False) -> tuple[np.ndarray, dict[str, Tensor]]:
-        """Spec A.8: a ~ pi([z ~ p(. | h_last), h_last]) from the context, random while it is empty; the
-        current frame and the action then join the context (oldest pair dropped beyond ``act_context``)."""
+        """STORM's acting rule (released training loop): a ~ pi([z ~ p(. | h_last), h_last]) from the context,
+        random while it is empty; the current frame and the action then join the context (oldest pair dropped
+        beyond ``act_context``)."""
         wm, actor = self.world_model, self.actor_critic.actor
         frames = torch.as_tensor(np.asarray(obs), device=self.device)
         n = frames.shape[0]
@@ -452,7 +454,7 @@ class STORM(Algorithm):
         return actions.cpu().numpy(), new_state
 
     def reset_state(self, state: dict[str, Tensor] | None, done_mask: np.ndarray) -> dict[str, Tensor] | None:
-        """Episode ends keep the context (quirk A.9.2) unless ``reset_context_on_episode_end``."""
+        """Episode ends keep the context (a quirk of STORM's released code) unless ``reset_context_on_episode_end``."""
         if state is None or not self.reset_context_on_episode_end:
             return state
         done = torch.as_tensor(np.asarray(done_mask, dtype=bool), device=self.device)

@@ -1,24 +1,25 @@
-"""STORM's loss terms and return utilities (spec ``world_models.md`` A.5, A.6), as small pure functions.
+"""STORM's loss terms and return utilities (Zhang et al. 2023; the authors' released code), as small pure
+functions.
 
-World model (A.5), batch B x T:
+World model, batch B x T:
 
 * ``reconstruction_loss``: ``(1/BT) sum_{b,t} sum_{c,h,w} (o_hat - o)^2`` (summed over pixels);
 * reward / termination: two-hot CE and BCE-with-logits, both means over B x T (in ``storm.py``);
 * ``kl_balance``: ``KL_t = sum_i KL(q_{t+1,i} || p_{t,i})`` for t = 0..T-2 (the posterior of the *next*
   frame against the prior the transformer produced at t);
   ``L_dyn = max(free, mean KL[sg(q) || p])``, ``L_rep = max(free, mean KL[q || sg(p)])``.
-  STORM clips the batch-mean KL (``free_bits_mode="batch_mean"``, quirk A.9.4); DreamerV3 clips each
+  STORM clips the batch-mean KL (``free_bits_mode="batch_mean"``, a quirk of its released code); DreamerV3 clips each
   step's KL before the mean (``"per_step"``).
 
-Actor-critic (A.6):
+Actor-critic (DreamerV3-style):
 
 * ``lambda_returns``: ``G_L = V(s_L)``,
   ``G_t = r_t + gamma c_t [(1 - lambda) V(s_j) + lambda G_{t+1}]`` with ``c_t = 1 - d_t`` and
-  ``j = t`` (STORM's code, quirk A.9.5, ``bootstrap="t"``) or ``j = t + 1`` (DreamerV3, ``"t+1"``);
+  ``j = t`` (STORM's released code, ``bootstrap="t"``) or ``j = t + 1`` (DreamerV3, ``"t+1"``);
 * ``percentile``: the ``k``-th smallest element with ``k = floor(p N)`` (1-based, at least 1), as
   ``torch.kthvalue`` in the reference;
 * :class:`ReturnNormalizer`: EMAs (decay 0.99) of the 5th and 95th percentiles of the returns,
-  starting at 0 without bias correction (quirk A.9.6; ``debias=True`` divides by ``1 - decay^n``);
+  starting at 0 without bias correction (STORM's released code; ``debias=True`` divides by ``1 - decay^n``);
   scale ``max(floor, EMA95 - EMA5)``.
 """
 

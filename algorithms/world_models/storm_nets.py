@@ -1,8 +1,9 @@
-"""STORM's networks (spec ``world_models.md`` A.4, A.6): the categorical VAE, the token stem around the
-shared :class:`~rlkit.nets.transformer.CausalTransformer`, the reward / termination heads, actor and critic.
+"""STORM's networks (Zhang et al. 2023; layer layout of the authors' released code): the categorical VAE, the
+token stem around the shared :class:`~rlkit.nets.transformer.CausalTransformer`, the reward / termination heads,
+actor and critic.
 
 Layouts at the paper size (64x64x3 frames, ``encoder_channels = (32, 64, 128, 256)``, 32x32 latent,
-``d_model = 512``), with the parameter counts of spec A.4.6 (asserted in ``tests/test_storm.py``):
+``d_model = 512``), with the parameter counts computed from that layer layout (asserted in ``tests/test_storm.py``):
 
 * encoder: per channel entry one [Conv 4x4 stride 2 pad 1 without bias, BatchNorm, ReLU]; 64 -> 4 pixels
   (690,624); posterior head Linear(256*4*4 -> 32*32) with bias (4,195,328), then unimix;
@@ -63,7 +64,7 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """Linear(latent -> c_last*f*f) no bias, BN, ReLU; ConvT no bias + BN + ReLU down the channel list;
-    ConvT(c_first -> out_channels) with bias and linear output (spec A.4.3)."""
+    ConvT(c_first -> out_channels) with bias and linear output (STORM's released decoder)."""
 
     def __init__(self, latent_dim: int, out_channels: int, channels: Sequence[int], feature_size: int) -> None:
         super().__init__()
@@ -82,7 +83,7 @@ class ConvDecoder(nn.Module):
 
 @dataclass
 class WorldModelConfig:
-    """Sizes of :class:`WorldModel`; defaults are the paper's (spec A.4, A.10)."""
+    """Sizes of :class:`WorldModel`; defaults are the paper's (STORM's released config)."""
 
     obs_shape: tuple[int, int, int] = (64, 64, 3)  # H, W, C (uint8 frames, channels last)
     action_dim: int = 18
@@ -199,7 +200,7 @@ class WorldModel(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Separate actor (categorical logits) and critic (two-hot logits) MLPs on s = [z, h] (spec A.6)."""
+    """Separate actor (categorical logits) and critic (two-hot logits) MLPs on s = [z, h] (STORM's released agent)."""
 
     def __init__(self, state_dim: int, action_dim: int, hidden: int = 512, layers: int = 2,
                  bins: int = 255) -> None:

@@ -26,8 +26,8 @@ algorithms (IQL's AntMaze ``r - 1``) belong to the algorithm configs, not to the
   For a terminal row ``observations[i+1]`` is the next episode's first state; that is harmless because
   terminal rows never bootstrap (``mask = 1 - terminal``).
 
-**Episode boundaries** then follow the convention of the IQL, TD3+BC and OPER code bases (spec
-``offline_rl.md`` section 0.2): row ``k`` closes an episode when it is terminal or when
+**Episode boundaries** then follow the convention of the IQL, TD3+BC and OPER code bases (their
+``done_float`` flag from ``d4rl.qlearning_dataset``): row ``k`` closes an episode when it is terminal or when
 ``||s_{k+1} - s'_k||_2 > 1e-6`` (the next kept row does not continue this one).  :func:`episode_cuts`
 computes the second case with the same float32 arithmetic as those code bases; the result is stored in
 ``Dataset.timeouts`` (the last row is always a boundary), so ``Dataset.episode_ids`` reproduces their

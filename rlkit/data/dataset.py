@@ -8,7 +8,7 @@ row ``i`` is ``(s_i, a_i, r_i, s'_i)`` with
   discontinuity ``||s_{i+1} - s'_i|| > 1e-6`` in the stored order); bootstrapping still applies.
 
 Episode boundaries follow the convention shared by the OPER, IQL and TD3+BC code bases
-(spec ``offline_rl.md`` section 0.2): ``done_float[i] = terminals[i] or timeouts[i]``, and the last row is
+(the ``done_float`` flag of their released code): ``done_float[i] = terminals[i] or timeouts[i]``, and the last row is
 always a boundary.  From the boundaries the dataset derives ``episode_ids`` and, per row, the
 undiscounted return of the row's episode (``returns``), which return-based resampling (OPER-R, ReD) and
 IQL's reward scaling use.

@@ -5,7 +5,7 @@ sets were collected anew on Gymnasium's v5 MuJoCo tasks with ``simple``/``medium
 only ``medium`` and ``expert`` have a counterpart (``random``, ``medium-replay``, ``medium-expert`` and
 ``full-replay`` have none).  ``D4RL/antmaze/<level>-v1`` was regenerated on Gymnasium-Robotics' AntMaze
 with the v2 (fixed-timeout) protocol, so it stands in for ``antmaze-<level>-v2`` only; the v0 AntMaze files
-(whose timeout handling the spec's v0 numbers depend on) have no Minari counterpart.  Every dataset
+(whose timeout handling the published v0 AntMaze numbers depend on) have no Minari counterpart.  Every dataset
 loaded from Minari says so in its provenance (``source: minari``, ``minari_id``, ``same_data_as_d4rl:
 False``), because scores on it are not directly comparable with the D4RL tables.
 

@@ -13,10 +13,10 @@ Without a bound (no diagnostics logged and none given), the weaker rule: ``|Q|``
 > 0.5 with R² > 0.9 over the last third), because legitimate learning from Q ≈ 0 can also gain orders of
 magnitude but then levels off.
 
-**Predicted** (the SEEM early warning, spec 5.3 sign rule) at the ``consecutive``-th consecutive
-evaluation with normalised SEEM above ``seem_threshold``.  Theory says any positive value diverges; the
-threshold guards against round-off and against transient excursions.  Calibration on the demonstration
-runs (TD3 without BC, hard target, hopper-random; ``tests/test_diagnose.py``): a stable critic's
+**Predicted** (the SEEM early warning, the paper's sign rule: SEEM > 0 predicts divergence) at the
+``consecutive``-th consecutive evaluation with normalised SEEM above ``seem_threshold``.  Theory says any positive
+value diverges; the threshold guards against round-off and against transient excursions.  Calibration on the
+demonstration runs (TD3 without BC, hard target, hopper-random; ``tests/test_diagnose.py``): a stable critic's
 rightmost eigenvalue sits in the cluster near 0 (|SEEM|/||A||_F ≲ 1e-3), but a LayerNorm critic on 1k
 transitions showed isolated spikes up to 0.32 (121 evaluations: runs above 0.05 up to 3 long, above 0.1
 never 2 in a row); self-excitation rose 0.04 → 0.17 → 0.37 → 0.56 over 75 steps and then held a
@@ -24,9 +24,9 @@ plateau of 0.72–0.77 (the paper's figure: ≈0.7–0.8) while Q exploded.  0.2
 evaluations has no false alarm on those runs, a factor 3.6 of margin below the plateau, and fires while
 |Q| is still below ``q_bound``.
 
-**Growth orders** (spec 5.3, theorem statements UNCONFIRMED; the fits are measured, never assumed): over
-the growth segment (from the first step where ``|Q|`` exceeds ``q_bound`` -- or the alarm, or the second
-half of the run when neither happened -- to the last finite value) least squares in log space of
+**Growth orders** (the SEEM paper's theory; its theorem statements not checked here; the fits are
+measured, never assumed): over the growth segment (from the first step where ``|Q|`` exceeds ``q_bound`` -- or the
+alarm, or the second half of the run when neither happened -- to the last finite value) least squares in log space of
 
 * power law      ``log|y| = c + k log t``          (order k; working assumption with Adam: ``||θ|| ~ t``,
   ``Q ~ t^L`` for an L-layer ReLU critic, i.e. order 1 and ≈ L),

@@ -6,7 +6,7 @@ non-empty dict it returns is logged at ``step``.  It runs at the first training 
 (``prev_step == 0``: the baseline near initialisation) and whenever ``step`` crosses a multiple of
 ``interval`` (``prev // interval < step // interval``), so a resumed run evaluates at exactly the same
 steps as an uninterrupted one.  The probe set (``batch`` dataset transitions, uniform, seeded) is drawn
-once, on the first evaluation, and kept: SEEM is compared across training on the same points (spec 5.2).
+once, on the first evaluation, and kept: SEEM is compared across training on the same points (as SEEM's released code).
 (Online, while the replay buffer still holds fewer than ``batch`` transitions, the probe is re-drawn at
 each evaluation until it is full size.)
 

@@ -1,5 +1,5 @@
-"""SEEM: the Self-Excite Eigenvalue Measure of a critic (Yue, Lu, Kang, Song, Huang, NeurIPS 2023;
-spec ``offline_rl.md`` section 5.1-5.2).
+"""SEEM: the Self-Excite Eigenvalue Measure of a critic (Yue, Lu, Kang, Song, Huang, NeurIPS 2023,
+arXiv 2310.04411; definition and computation as in the authors' released code, yueyang130/SEEM).
 
 For a fixed probe set of dataset pairs ``x_i = (s_i, a_i)`` and bootstrap pairs ``x'_i = (s'_i, π(s'_i))``
 (next states with the **current** policy's action), with ``φ(x) = ∇_θ Q_θ(x) / sqrt(P)`` the per-sample

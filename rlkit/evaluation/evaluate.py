@@ -75,7 +75,7 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
 
     * ``"assigned"`` (rlkit's default): exactly episodes ``0 .. episodes-1`` are started and all are scored,
       whatever their length, so the estimate is unbiased; ``returns[j]`` is episode ``j``.
-    * ``"first_finished"`` (STORM's evaluation, spec world_models.md A.9.8): every sub-env keeps playing
+    * ``"first_finished"`` (STORM's evaluation, Zhang et al. 2023, released code): every sub-env keeps playing
       new episodes and the first ``episodes`` to *finish* are scored, in order of completion (sub-env
       index breaks ties within a step). Short episodes finish first, so with several sub-envs this
       favours them; it is there to reproduce the reference numbers.

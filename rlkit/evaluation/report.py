@@ -148,7 +148,7 @@ def _domain(summary: dict[str, Any]) -> str:
 
 def urlb_tables(summaries: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
     """Per domain, one row per algorithm: per-task normalised mean with its stratified-bootstrap 95% CI over
-    seeds, and IQM / optimality gap over seeds x tasks with CIs (rliable semantics, spec §1.11)."""
+    seeds, and IQM / optimality gap over seeds x tasks with CIs (rliable semantics, Agarwal et al. 2021)."""
     runs: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for s in summaries:
         if s.get("score_table") != "urlb" or s.get("final_normalized_score") is None:

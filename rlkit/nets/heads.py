@@ -1,7 +1,7 @@
 """Distribution heads shared by the world models: symlog two-hot regression and straight-through
 categorical latents with uniform mixing (DreamerV3, Hafner et al. 2023; STORM, Zhang et al. 2023).
 
-Symlog two-hot (DreamerV3 eq. 9-11; STORM spec A.4.5):
+Symlog two-hot (DreamerV3 eq. 9-11; STORM's reward and critic heads):
 
 * ``symlog(x) = sign(x) log(1 + |x|)``, ``symexp(x) = sign(x) (exp(|x|) - 1)`` (inverse of each other);
 * ``K`` bins ``b_0 < ... < b_{K-1}`` evenly spaced on ``[low, high]`` in symlog space;
@@ -9,7 +9,7 @@ Symlog two-hot (DreamerV3 eq. 9-11; STORM spec A.4.5):
   ``w_{k+1} = (y' - b_k) / (b_{k+1} - b_k)``, ``w_k = 1 - w_{k+1}``;
 * loss ``CE = -twohot(y)^T log softmax(logits)``; decoded value ``symexp(softmax(logits)^T b)``.
 
-Straight-through categorical (DreamerV3 "unimix"; STORM spec A.4.2), over the last axis of ``C`` classes:
+Straight-through categorical (DreamerV3 "unimix"; STORM's latent), over the last axis of ``C`` classes:
 
 * ``unimix_logits(l) = log((1 - u) softmax(l) + u / C)`` (``u = 0.01``);
 * ``straight_through_sample(l) = onehot(sample) + p - sg(p)``, ``p = softmax(l)``: the forward value is

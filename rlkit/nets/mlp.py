@@ -1,8 +1,8 @@
 """Multi-layer perceptrons, stacked ensembles and target-network updates.
 
 ``layernorm=True`` places LayerNorm (learnable scale and bias) after every hidden Linear layer and
-before its activation, never on the output layer: the SEEM fix (Yue et al. 2023, section 5.4 of the
-offline spec) that bounds Q-value divergence.
+before its activation, never on the output layer: the SEEM fix (Yue et al. 2023; as in the
+authors' released TD3 code) that bounds Q-value divergence.
 
 An ensemble of ``E`` MLPs (twin critics, REDQ-style ensembles) is one module whose Linear layers hold
 ``(E, in, out)`` weights and run as one batched matrix multiply, instead of ``E`` sequential forwards.

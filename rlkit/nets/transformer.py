@@ -17,26 +17,29 @@ Three ways to run it (all give the same h up to float error, dropout off):
   H steps costs O(1) attention work per step and layer for linear kinds and O(t) (one query against the
   cache, no re-projection of the history) for softmax; ``forward(tokens, state=state)`` appends a chunk.
 
-STORM defaults (spec world_models.md A.4.4 and A.10; the defaults of :class:`TransformerConfig`):
+STORM defaults (Zhang et al. 2023, the authors' released code; the defaults of :class:`TransformerConfig`):
 2 layers, d_model 512, 8 heads (head dim 64), FFN 1024 with ReLU and biases, post-norm, LayerNorm eps
 1e-6, learned absolute positions with 64 entries followed by a LayerNorm, Q/K/V/output projections
 without bias, dropout 0.1 on the attention probabilities, on the projected attention output and after
 the FFN, causal softmax attention. That stack has 4,235,264 parameters; STORM's token stem (Linear
 1024+A -> 512, LN, ReLU, Linear 512 -> 512, LN: 797,696 + 512 A parameters) belongs to the STORM module
-and brings the total to the spec's 5,032,960 for A = 18 (A.4.6). STORM's reference code caches layer
-*inputs* and re-projects the whole history at each step; we cache projected K/V (spec C.3, A.4.7),
+and brings the total to 5,032,960 for A = 18 (counted from the released layer layout). STORM's reference code caches
+layer *inputs* and re-projects the whole history at each step; we cache projected K/V,
 which gives the same outputs in eval mode.
 
-Kind-specific parameters (spec attention.md; choices marked [ours] are not from a paper):
-* gate ('headwise' | 'elementwise'): sigmoid output gate from the attention input (Qwen G1, spec 3.1);
-  a Linear d_model -> H (or d_model) with bias iff ``qkv_bias``, default init (spec 3.3).
+Kind-specific parameters (papers cited in :mod:`rlkit.kernels.reference`; choices marked [ours] are not
+from a paper):
+* gate ('headwise' | 'elementwise'): sigmoid output gate from the attention input (Qiu et al. 2025, G1);
+  a Linear d_model -> H (or d_model) with bias iff ``qkv_bias``, default init (as the reference code).
 * focused_linear: learnable per-channel scale s (init 0), q, k <- q, k / softplus(s) before the focused
   map (as FLatten); causal depthwise conv on V with ``conv_kernel`` taps per channel [ours: per head
   channel rather than shared across heads]; FLatten's extra key position embedding is left out (the
   stack already adds positions).
-* inline: feature map ``inline_feature``; the local term is the static causal conv (spec 7.4 option a).
-* agent: ``n_agents`` learned agent tokens per head (init N(0, 1/head_dim)) [ours: spec 8.2 leaves the
-  choice]; optional learned position biases [H, n, max_len] / [H, max_len, n] (trunc-normal 0.02).
+* inline: feature map ``inline_feature``; the local term is the static causal conv [ours: the published one sees
+  the future].
+* agent: ``n_agents`` learned agent tokens per head (init N(0, 1/head_dim)) [ours: the paper pools
+  queries, which sees the future]; optional learned position biases [H, n, max_len] / [H, max_len, n] (trunc-normal
+  0.02).
 * gla: q, k widths d_model * ``gla_expand_k``; low-rank forget gate log alpha =
   logsigmoid(W2 W1 x + b) / ``gla_gate_normalizer`` with rank ``gla_gate_rank`` (fla defaults 0.5, 16,
   16; fla's output RMSNorm and swish gate are not reproduced: use ``gate`` for output gating).

@@ -1,4 +1,4 @@
-"""URLB's two regimes (Laskin et al. 2021; spec ``unsupervised_rl.md`` §1.5, §1.8-1.9, §1.12):
+"""URLB's two regimes (Laskin et al. 2021, arXiv 2110.15191; protocol of the released code):
 reward-free ``pretrain`` with snapshots, and ``finetune`` from a snapshot on a task reward.
 
 Both are the online regime (one vector-env step per training step, ``train.warmup_steps`` seed steps
@@ -19,7 +19,7 @@ protocol: the pretraining envs set ``eval.interval=0``; the final evaluation (th
 acting with ``algo.eval_meta``) is logged for information and has no score table.
 
 ``finetune``: ``snapshot=RUN_DIR`` (the newest snapshot of a pretraining run, or the one of
-``snapshot_frames=N``) or ``snapshot=FILE``; the agent copies what §1.8 says
+``snapshot_frames=N``) or ``snapshot=FILE``; the agent copies what URLB's ``init_from`` copies
 (``algo.init_from_snapshot``: encoder, actor, critic trunk; fresh Q heads, target and optimizers).  The
 agent must be the same algorithm with the same network-shaping settings (``algo.architecture_keys``).
 ``snapshot=null`` trains from scratch (URLB's DDPG baseline/expert protocol).  Seed steps act uniformly

@@ -2,11 +2,11 @@
 
 ``sample(n)`` returns a :class:`Batch` of torch tensors on the buffer's device; ``update_priorities``
 feeds new priorities back to a prioritized sampler.  Extra samplers share the storage, e.g. OPER's
-decoupled training (spec ``offline_rl.md`` 1.5: the critic on uniform batches, the actor on prioritized
-ones): ``ReplayBuffer(storage, WeightedSampler(p), extra_samplers={"uniform": UniformSampler()})`` and
-``buffer.sample(256, sampler="uniform")``.
+decoupled training (Yue et al. 2023, released code's ``two_sampler``: the critic on uniform batches, the
+actor on prioritized ones): ``ReplayBuffer(storage, WeightedSampler(p), extra_samplers={"uniform": UniformSampler()})``
+and ``buffer.sample(256, sampler="uniform")``.
 
-n-step returns (URLB, spec ``unsupervised_rl.md`` 1.6).  With ``nstep > 1`` a sampled row ``t`` becomes the
+n-step returns (URLB, Laskin et al. 2021, released replay buffer).  With ``nstep > 1`` a sampled row ``t`` becomes the
 n-step transition ``(s_t, a_t, R_t, Gamma_t, s_{t+m})``: ``R_t = sum_{k<m} gamma^k r_{t+k}`` and
 ``Gamma_t = gamma^m (1 - terminated_{t+m-1})``, where ``m <= n`` stops early at the first episode end
 (terminated or truncated: a truncated episode bootstraps from its own ``next_obs``) and at the newest

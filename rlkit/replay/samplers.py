@@ -8,10 +8,10 @@ draws exactly the batches the uninterrupted run would have drawn.
 * :class:`PrioritizedSampler` -- proportional PER (Schaul et al. 2016, eq. 1 and section 3.4):
   ``P(i) = p_i^alpha / sum_k p_k^alpha`` with ``p_i = |delta_i| + eps``, importance weights
   ``w_i = (N P(i))^-beta / max_j w_j``, beta annealed linearly to ``beta_final``.
-* :class:`WeightedSampler` -- static probabilities ``p`` over the rows (OPER-A / OPER-R / ReD, spec
-  ``offline_rl.md`` 1.1 and 1.4): resampling ``i ~ p`` or reweighting (uniform ``i``, ``w_i = N p_i``).
+* :class:`WeightedSampler` -- static probabilities ``p`` over the rows (OPER-A / OPER-R, Yue et al. 2023;
+  ReD, Yue et al. 2022): resampling ``i ~ p`` or reweighting (uniform ``i``, ``w_i = N p_i``).
 * :class:`SequenceSampler` -- windows of ``T`` consecutive rows in insertion order (world models,
-  spec ``world_models.md`` A.3).
+  STORM's released replay buffer).
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ class PrioritizedSampler(Sampler):
 class WeightedSampler(Sampler):
     """Static probabilities ``p`` over the storage rows (``sum p = 1``), computed once before training.
 
-    For OPER-A/OPER-R (spec ``offline_rl.md`` 1.2-1.5) and ReD.  ``p`` is indexed by physical row, which is
+    For OPER-A/OPER-R (Yue et al. 2023, released code) and ReD.  ``p`` is indexed by physical row, which is
     the dataset row for a storage built with :meth:`ColumnarStorage.from_arrays`.
 
     * ``mode="resample"``: ``i ~ p`` i.i.d. with replacement (returned in increasing row order); no
@@ -367,7 +367,7 @@ class SequenceSampler(Sampler):
     cursor (where the newest row meets the oldest, stale one).  With ``cross_episodes=False`` a window
     holds no episode end (any of ``done_keys`` nonzero) before its last row; starts are then uniform over
     the valid ones (rejection sampling with an exact fallback).  With ``cross_episodes=True`` starts are
-    uniform over ``[0, N - T]`` in insertion order, which is STORM's reference sampler (spec A.3: sequences
+    uniform over ``[0, N - T]`` in insertion order, which is STORM's reference sampler (its released code: sequences
     cross resets and the transformer attends across them).
 
     Rows must come from one stream in time order (one environment, or an env's rows added one step at a
