@@ -50,9 +50,7 @@ def make(module: str, name: str):
     import importlib
 
     cls = vars(importlib.import_module(module))[name]
-    sizes = {"hidden": [32, 32]}
-    if name == "CQL":
-        sizes.update(cql_n_actions=2)
+    sizes = {"actor_hidden": [32], "critic_hidden": [32], "cql_n_actions": 2} if name == "CQL" else {"hidden": [32, 32]}
     return cls(OBS, ACT, **sizes)
 
 

@@ -29,6 +29,7 @@ import torch
 from rlkit.errors import ConfigError
 from rlkit.nets import EnsembleMLP, polyak_update
 from rlkit.optim import adam
+from rlkit.utils import derive_seed
 
 ANTMAZE_P_BASE = 0.2
 
@@ -193,7 +194,7 @@ def oper_a_weights(dataset, iterations: int = 5, first_steps: int = 1_000_000, l
     """
     params = dict(iterations=iterations, first_steps=first_steps, later_steps=later_steps, nstep=nstep,
                   seeds=seeds, gamma=gamma, batch_size=batch_size, lr=lr, hidden=list(hidden), tau=tau,
-                  reward_shift=reward_shift, seed=seed)
+                  reward_shift=reward_shift, seed=seed, seeding="derive_seed")
     path = cache_dir() / f"{_cache_key(dataset, params)}.npz"
     if cache and path.exists():
         print(f"rlkit: OPER-A weights from cache {path}", file=sys.stderr)
@@ -202,7 +203,7 @@ def oper_a_weights(dataset, iterations: int = 5, first_steps: int = 1_000_000, l
     per_seed = np.zeros((seeds, iterations, n))
     for s in range(seeds):
         fitter = _ValueFitter(dataset, tuple(hidden), lr, gamma, nstep, tau, batch_size, reward_shift, device,
-                              seed * 1000 + s)
+                              derive_seed(seed, f"oper-a value fit {s}"))
         w = np.ones(n)
         p = np.full(n, 1.0 / n)
         for k in range(iterations):
