@@ -194,8 +194,9 @@ def _multirun(overrides: list[str]) -> int:
 
     import hydra
 
-    from rlkit.config import config_dir, override_value, searchpath_overrides
+    from rlkit.config import config_dir, override_value, register_catalogs, searchpath_overrides
 
+    register_catalogs()
     sweep_dir = override_value(overrides, "hydra.sweep.dir")
     if sweep_dir is None:  # fixed here, so the outcome of every job can be read back below
         sweep_dir = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
