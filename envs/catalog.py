@@ -43,7 +43,7 @@ LOCOMOTION: tuple[Locomotion, ...] = (
 )
 
 #: the D4RL ``-v2`` dataset kinds every locomotion domain has
-D4RL_DATASETS: tuple[str, ...] = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
+D4RL_DATASETS: tuple[str, ...] = ("medium", "medium-replay", "medium-expert", "expert", "random", "full-replay")
 
 
 @dataclass(frozen=True)
@@ -235,17 +235,11 @@ def env_configs() -> dict[str, dict[str, Any]]:
     return out
 
 
-_registered = False
-
-
 def register() -> None:
-    """Store every generated env config in Hydra's ConfigStore (group ``env``, package ``_global_``)."""
-    global _registered
-    if _registered:
-        return
+    """Store every generated env config in Hydra's ConfigStore (group ``env``, package ``_global_``); called
+    before each composition, so the store follows the tables."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for name, node in env_configs().items():
         store.store(group="env", name=name, node=node, package="_global_", provider="rlkit.envs.catalog")
-    _registered = True

@@ -34,9 +34,10 @@ ENUMS = {
     "resume": (False, True, "auto"),
     "regime": (None, *REGIME_CLASSES),
 }
-#: keys that may differ between a checkpoint's config and the resumed run's config
+#: keys that may differ between a checkpoint's config and the resumed run's config (the env's fit metadata
+#: describes the env named by env.name and changes nothing in a run; checkpoints written before it existed resume)
 RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval.episodes", "debug",
-                  "checkpoint", "hydra")
+                  "checkpoint", "hydra", "env.observation", "env.action", "env.suite")
 
 
 def config_dir() -> Path:

@@ -18,12 +18,29 @@ import numpy as np
 from rlkit.envs import catalog
 from rlkit.errors import ConfigError
 
-# The references live beside the environments they normalise, one row each, in rlkit.envs.catalog.
-D4RL_REF: dict[str, tuple[float, float]] = {  # task: (random, expert)
-    **{row.domain: (row.random, row.expert) for row in catalog.LOCOMOTION}, **catalog.D4RL_OTHER_REF}
-ATARI_RANDOM: dict[str, float] = {row.title: row.random for row in catalog.ATARI100K}
-ATARI_HUMAN: dict[str, float] = {row.title: row.human for row in catalog.ATARI100K}
-URLB_EXPERT: dict[str, float] = {row.task: row.expert for row in catalog.URLB_TASKS}
+# The references live beside the environments they normalise, one row each, in rlkit.envs.catalog; they
+# are read from the rows at each look-up, so a row added to the catalog is scored without a second edit.
+
+
+def d4rl_references() -> dict[str, tuple[float, float]]:
+    """``{task: (random, expert)}``: the locomotion rows and the other D4RL tasks (AntMaze, kitchen, pen)."""
+    return {**{row.domain: (row.random, row.expert) for row in catalog.LOCOMOTION}, **catalog.D4RL_OTHER_REF}
+
+
+def atari_references() -> dict[str, tuple[float, float]]:
+    """``{ALE game title: (random, human)}``."""
+    return {row.title: (row.random, row.human) for row in catalog.ATARI100K}
+
+
+def urlb_references() -> dict[str, float]:
+    """``{URLB task: expert return}``."""
+    return {row.task: row.expert for row in catalog.URLB_TASKS}
+
+
+D4RL_REF: dict[str, tuple[float, float]] = d4rl_references()
+ATARI_RANDOM: dict[str, float] = {title: ref[0] for title, ref in atari_references().items()}
+ATARI_HUMAN: dict[str, float] = {title: ref[1] for title, ref in atari_references().items()}
+URLB_EXPERT: dict[str, float] = urlb_references()
 
 TABLES = ("d4rl", "atari", "urlb")
 
@@ -31,26 +48,28 @@ TABLES = ("d4rl", "atari", "urlb")
 def atari_key(game: str) -> str:
     """``ms_pacman`` / ``mspacman`` / ``MsPacman`` -> ``MsPacman``."""
     wanted = game.replace("_", "").replace("-", "").lower()
-    for name in ATARI_RANDOM:
+    titles = list(atari_references())
+    for name in titles:
         if name.lower() == wanted:
             return name
-    raise ConfigError(f"no Atari reference scores for game '{game}'; known: {', '.join(ATARI_RANDOM)}")
+    raise ConfigError(f"no Atari reference scores for game '{game}'; known: {', '.join(titles)}")
 
 
 def reference(table: str, task: str) -> tuple[float, float]:
     """``(low, high)`` such that ``normalized = scale * (R - low) / (high - low)``."""
     if table == "d4rl":
         key = task.split("-")[0].lower()
-        if key not in D4RL_REF:
-            raise ConfigError(f"no D4RL reference scores for '{task}'; known: {', '.join(D4RL_REF)}")
-        return D4RL_REF[key]
+        refs = d4rl_references()
+        if key not in refs:
+            raise ConfigError(f"no D4RL reference scores for '{task}'; known: {', '.join(refs)}")
+        return refs[key]
     if table == "atari":
-        key = atari_key(task)
-        return ATARI_RANDOM[key], ATARI_HUMAN[key]
+        return atari_references()[atari_key(task)]
     if table == "urlb":
-        if task not in URLB_EXPERT:
-            raise ConfigError(f"no URLB expert score for '{task}'; known: {', '.join(URLB_EXPERT)}")
-        return 0.0, URLB_EXPERT[task]
+        experts = urlb_references()
+        if task not in experts:
+            raise ConfigError(f"no URLB expert score for '{task}'; known: {', '.join(experts)}")
+        return 0.0, experts[task]
     raise ConfigError(f"unknown score table '{table}'; choose one of: {', '.join(TABLES)}")
 
 
