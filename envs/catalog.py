@@ -115,6 +115,8 @@ ATARI100K: tuple[AtariGame, ...] = (
 )
 
 # ------------------------------------------------------------------------------------------------- URLB
+# URLB rows are configured on states (env.kwargs.obs_type=states, env.observation=vector); a pixel run sets
+# both: env.kwargs.obs_type=pixels env.observation=pixels (action repeat 2; halve the step budgets).
 
 
 @dataclass(frozen=True)
