@@ -124,3 +124,15 @@ def test_list_shows_catalog_and_yaml_envs(capsys):
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
     assert "[vector/continuous +data]" in lines["hopper-medium"] and "[pixels/discrete]" in lines["atari100k-pong"]
     assert "[vector/continuous]" in lines["pendulum"]
+
+
+def test_a_yaml_file_cannot_shadow_a_row(tmp_path, monkeypatch):
+    import shutil
+
+    from rlkit.config import config_dir
+
+    shutil.copytree(config_dir(), tmp_path / "configs")
+    (tmp_path / "configs" / "env" / "hopper-medium.yaml").write_text("# @package _global_\nenv: {name: x}\n")
+    monkeypatch.setenv("RLKIT_CONFIG_DIR", str(tmp_path / "configs"))
+    with pytest.raises(ConfigError, match="'hopper-medium' is both a row of rlkit.envs.catalog and configs/env"):
+        compose(["env=hopper-medium"])
