@@ -120,9 +120,10 @@ def register_catalogs() -> None:
     """Put the generated config options (the env catalog) into Hydra's ConfigStore; call before composing."""
     from rlkit.envs.catalog import register
 
-    both = sorted(set(_catalog_nodes("env")) & {p.stem for p in (config_dir() / "env").glob("*.yaml")})
+    files = _option_files("env")
+    both = sorted(set(_catalog_nodes("env")) & set(files))
     if both:
-        raise ConfigError(f"env '{both[0]}' is both a row of rlkit.envs.catalog and configs/env/{both[0]}.yaml; "
+        raise ConfigError(f"env '{both[0]}' is both a row of rlkit.envs.catalog and {files[both[0]]}; "
                           "remove one of them")
     register()
 

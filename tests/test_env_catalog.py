@@ -127,12 +127,22 @@ def test_list_shows_catalog_and_yaml_envs(capsys):
 
 
 def test_a_yaml_file_cannot_shadow_a_row(tmp_path, monkeypatch):
-    import shutil
-
-    from rlkit.config import config_dir
-
-    shutil.copytree(config_dir(), tmp_path / "configs")
-    (tmp_path / "configs" / "env" / "hopper-medium.yaml").write_text("# @package _global_\nenv: {name: x}\n")
-    monkeypatch.setenv("RLKIT_CONFIG_DIR", str(tmp_path / "configs"))
-    with pytest.raises(ConfigError, match="'hopper-medium' is both a row of rlkit.envs.catalog and configs/env"):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "hopper-medium.yaml").write_text("# @package _global_\nenv: {name: x}\n")
+    monkeypatch.setenv("RLKIT_CONFIG_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="'hopper-medium' is both a row of rlkit.envs.catalog and .*medium.yaml"):
         compose(["env=hopper-medium"])
+
+
+def test_an_env_kept_outside_the_package_is_listed_and_checked(tmp_path, monkeypatch):
+    """A YAML env on RLKIT_CONFIG_PATH joins the options and the fit check reads its metadata."""
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "my-cartpole.yaml").write_text(
+        "# @package _global_\nenv: {name: my-cartpole, description: CartPole-v1, id: CartPole-v1, family: classic, "
+        "suite: null, observation: vector, action: discrete, kwargs: {}, score: null, dataset: null}\n")
+    monkeypatch.setenv("RLKIT_CONFIG_PATH", str(tmp_path))
+    from rlkit.fit import check_run_fit
+
+    assert "my-cartpole" in group_options("env")
+    with pytest.raises(ConfigError, match="algo=sac .*continuous actions, which env=my-cartpole lacks"):
+        check_run_fit(compose(["algo=sac", "env=my-cartpole"]))
