@@ -193,13 +193,13 @@ def test_bad_snapshots_and_agents_are_refused(pretrained, tmp_path, overrides, e
 
 
 def test_non_urlb_agents_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="not a URLB agent"):
+    with pytest.raises(ConfigError, match="algo=sac does not train in regime=finetune; it declares online"):
         trainer.run(cfg_of("algo=sac", "env=urlb-walker_stand", "regime=finetune", "algo.hidden=[32,32]",
                            f"run_dir={tmp_path / 'sac'}"))
 
 
 def test_ddpg_cannot_pretrain(tmp_path):
-    with pytest.raises(ConfigError, match="algo=cic or algo=moss"):
+    with pytest.raises(ConfigError, match="algo=ddpg does not train in regime=pretrain; it declares finetune"):
         trainer.run(cfg_of("algo=ddpg", "env=urlb-walker", "regime=pretrain", "algo.hidden_dim=32",
                            f"run_dir={tmp_path / 'r'}"))
 
