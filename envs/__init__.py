@@ -10,8 +10,9 @@
 * ``urlb-<domain>[_<task>]`` and ``dmc-<domain>_<task>`` -- dm_control (:mod:`rlkit.envs.dmc`);
 * anything else is passed to ``gymnasium.make`` (e.g. ``Pendulum-v1``).
 
-Families register a resolver with :func:`register_family`; this keeps the dispatcher free of imports
-of simulators that a user may not need.
+The names a config can choose (``env=<name>``) are the rows of :mod:`rlkit.envs.catalog` and the YAML files
+of ``configs/env/``. Families register a resolver with :func:`register_family`; this keeps the dispatcher
+free of imports of simulators that a user may not need.
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ depend on; :class:`AtariProtocolEnv` does the same steps in numpy.
 Every reset's info carries ``info["protocol"]``; :func:`protocol_of` maps names to labels and
 :data:`PROTOCOLS` lists each protocol's settings.
 
-Scores: ``ATARI_RANDOM_SCORES`` / ``ATARI_HUMAN_SCORES`` are the standard Atari 100k reference table (the
-one used by SimPLe, DER, SPR, IRIS and STORM, checked against a third-party
-copy). Human-normalized score = (score - random) / (human - random).
+Scores: ``ATARI_RANDOM_SCORES`` / ``ATARI_HUMAN_SCORES`` are the standard Atari 100k reference table
+(rows of :data:`rlkit.envs.catalog.ATARI100K`; the one used by SimPLe, DER, SPR, IRIS and STORM, checked
+against a third-party copy). Human-normalized score = (score - random) / (human - random).
 """
 
 from __future__ import annotations
@@ -61,21 +61,15 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
+from rlkit.envs import catalog
 from rlkit.errors import EnvError, choices_hint
-from rlkit.evaluation.scores import ATARI_HUMAN, ATARI_RANDOM, atari_key
 
 gym.register_envs(ale_py)
 
-ATARI100K_GAMES: tuple[str, ...] = (
-    "alien", "amidar", "assault", "asterix", "bank_heist", "battle_zone", "boxing", "breakout",
-    "chopper_command", "crazy_climber", "demon_attack", "freeway", "frostbite", "gopher", "hero",
-    "jamesbond", "kangaroo", "krull", "kung_fu_master", "ms_pacman", "pong", "private_eye", "qbert",
-    "road_runner", "seaquest", "up_n_down",
-)
-
-# One table for the whole suite lives in rlkit.evaluation.scores; here it is keyed by rlkit game names.
-ATARI_RANDOM_SCORES: dict[str, float] = {g: ATARI_RANDOM[atari_key(g)] for g in ATARI100K_GAMES}
-ATARI_HUMAN_SCORES: dict[str, float] = {g: ATARI_HUMAN[atari_key(g)] for g in ATARI100K_GAMES}
+# The games and their reference scores are rows of rlkit.envs.catalog (one row per game).
+ATARI100K_GAMES: tuple[str, ...] = tuple(row.game for row in catalog.ATARI100K)
+ATARI_RANDOM_SCORES: dict[str, float] = {row.game: row.random for row in catalog.ATARI100K}
+ATARI_HUMAN_SCORES: dict[str, float] = {row.game: row.human for row in catalog.ATARI100K}
 
 MAX_EPISODE_FRAMES = 108_000
 

@@ -46,8 +46,6 @@ import sys
 from collections import deque
 from typing import Any
 
-from rlkit.evaluation.scores import URLB_EXPERT
-
 if (sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY")
         and ctypes.util.find_library("EGL")):
     os.environ["MUJOCO_GL"] = "egl"
@@ -63,31 +61,18 @@ import numpy as np  # noqa: E402
 from dm_control import composer, suite  # noqa: E402
 from dm_control.rl import control  # noqa: E402
 
-from rlkit.envs import urlb_tasks  # noqa: E402
+from rlkit.envs import catalog, urlb_tasks  # noqa: E402
 from rlkit.envs.state import mujoco_restore, mujoco_snapshot  # noqa: E402
 from rlkit.errors import EnvError, choices_hint  # noqa: E402
 
-URLB_DOMAINS: tuple[str, ...] = ("walker", "quadruped", "jaco")
-
-# The 12 URLB downstream tasks, named "<domain>_<task>" (env name: "urlb-" + task).
-URLB_TASKS: tuple[str, ...] = (
-    "walker_stand", "walker_walk", "walker_run", "walker_flip",
-    "quadruped_stand", "quadruped_walk", "quadruped_run", "quadruped_jump",
-    "jaco_reach_top_left", "jaco_reach_top_right", "jaco_reach_bottom_left", "jaco_reach_bottom_right",
-)
-
+# The domains, the 12 downstream tasks ("<domain>_<task>", env name "urlb-" + task) and their expert returns
+# (DDPG from scratch, 2M frames, states; normalized = return / expert, no random-score subtraction) are rows
+# of rlkit.envs.catalog.
+URLB_DOMAINS: tuple[str, ...] = tuple(row.domain for row in catalog.URLB_DOMAINS)
+URLB_TASKS: tuple[str, ...] = tuple(row.task for row in catalog.URLB_TASKS)
 # The task whose physics a domain is pretrained on (URLB's PRIMAL_TASKS).
-URLB_PRETRAIN_TASKS: dict[str, str] = {
-    "walker": "walker_stand",
-    "quadruped": "quadruped_walk",
-    "jaco": "jaco_reach_top_left",
-}
-
-# Expert returns (DDPG from scratch, 2M frames, states) for normalized = return / expert, as
-# reported for URLB / CIC (Laskin et al. 2021, 2022; not re-checked against their tables, but they reproduce
-# the MOSS paper's aggregate figure). No random-score
-# subtraction.
-URLB_EXPERT_SCORES: dict[str, float] = dict(URLB_EXPERT)  # the suite's one table: rlkit.evaluation.scores
+URLB_PRETRAIN_TASKS: dict[str, str] = {row.domain: row.pretrain_task for row in catalog.URLB_DOMAINS}
+URLB_EXPERT_SCORES: dict[str, float] = {row.task: row.expert for row in catalog.URLB_TASKS}
 
 # URLB's pixel cameras (released code).
 PIXEL_CAMERAS: dict[str, int | str] = {"quadruped": 2, "jaco": "front_close"}

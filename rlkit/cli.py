@@ -183,19 +183,24 @@ def check_launcher(overrides: list[str]) -> None:
 
 def _multirun(overrides: list[str]) -> int:
     from rlkit.config import compose
+    from rlkit.fit import check_run_fit
 
     check_launcher(overrides)
     jobs = _sweep_jobs(overrides)
-    for job in jobs:  # validate every combination before launching anything
-        compose(job)
+    for job in jobs:  # validate every combination (config and algorithm/env fit) before launching anything
+        try:
+            check_run_fit(compose(job))
+        except RlkitError as exc:
+            raise type(exc)(f"{exc} [sweep job {' '.join(job)}]") from exc
     print(f"rlkit: launching {len(jobs)} runs", file=sys.stderr)
     import time
     from pathlib import Path
 
     import hydra
 
-    from rlkit.config import config_dir, override_value, searchpath_overrides
+    from rlkit.config import config_dir, override_value, register_catalogs, searchpath_overrides
 
+    register_catalogs()
     sweep_dir = override_value(overrides, "hydra.sweep.dir")
     if sweep_dir is None:  # fixed here, so the outcome of every job can be read back below
         sweep_dir = f"multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
@@ -279,19 +284,29 @@ def cmd_list(args: list[str]) -> int:
     parser = ArgumentParser(prog="rlkit list", description="List algorithms, envs and samplers.")
     parser.add_argument("what", nargs="?", choices=("algos", "envs", "samplers"), default=None)
     ns = _parse(parser, args)
-    from rlkit.config import group_descriptions
+    from rlkit.config import group_descriptions, group_nodes
 
     sections = {"algos": "algo", "envs": "env", "samplers": "sampler"}
     for title, group in sections.items():
         if ns.what and ns.what != title:
             continue
         descriptions = group_descriptions(group)
-        print(f"{title} ({group}=NAME):")
+        if group == "env":  # what decides which algorithms fit (rlkit.fit), before the description
+            print(f"{title} ({group}=NAME; [observations/actions, +data: an offline dataset]):")
+            nodes = group_nodes(group)
+            descriptions = {name: f"[{_env_tag(nodes[name].env)}] {desc}" for name, desc in descriptions.items()}
+        else:
+            print(f"{title} ({group}=NAME):")
         width = max((len(n) for n in descriptions), default=0)
         for name, desc in descriptions.items():
             print(f"  {name:<{width}}  {desc}")
         print()
     return 0
+
+
+def _env_tag(env) -> str:
+    """``vector/continuous +data`` from an env block's fit metadata."""
+    return f"{env.get('observation')}/{env.get('action')}" + (" +data" if env.get("dataset") else "")
 
 
 # ---------------------------------------------------------------------------- report

@@ -34,9 +34,10 @@ ENUMS = {
     "resume": (False, True, "auto"),
     "regime": (None, *REGIME_CLASSES),
 }
-#: keys that may differ between a checkpoint's config and the resumed run's config
+#: keys that may differ between a checkpoint's config and the resumed run's config (the env's fit metadata
+#: describes the env named by env.name and changes nothing in a run; checkpoints written before it existed resume)
 RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval.episodes", "debug",
-                  "checkpoint", "hydra")
+                  "checkpoint", "hydra", "env.observation", "env.action", "env.suite")
 
 
 def config_dir() -> Path:
@@ -72,28 +73,59 @@ def searchpath_overrides() -> list[str]:
     return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra)}]"] if extra else []
 
 
-def _option_file(group: str, name: str) -> Path:
+def _option_files(group: str) -> dict[str, Path]:
+    """``{name: YAML file}`` of a group, rlkit's own folder first, then the extra folders."""
+    out: dict[str, Path] = {}
     for folder in (config_dir(), *extra_config_dirs()):
-        path = folder / group / f"{name}.yaml"
-        if path.exists():
-            return path
-    raise ConfigError(f"unknown {group} '{name}'")
+        for path in sorted((folder / group).glob("*.yaml")):
+            out.setdefault(path.stem, path)
+    return out
+
+
+def _catalog_nodes(group: str) -> dict[str, dict[str, Any]]:
+    """The generated options of a group: the env catalog's rows (:mod:`rlkit.envs.catalog`) for ``env``."""
+    if group != "env":
+        return {}
+    from rlkit.envs.catalog import env_configs
+
+    return env_configs()
 
 
 def group_options(group: str) -> list[str]:
-    """Names of the YAML files of a config group (``algo``, ``env``, ``sampler``), extra folders included."""
-    return sorted({p.stem for folder in (config_dir(), *extra_config_dirs()) for p in (folder / group).glob("*.yaml")})
+    """Names of the options of a config group (``algo``, ``env``, ``sampler``): its YAML files (extra folders
+    included), and for ``env`` the rows of the env catalog."""
+    return sorted(set(_option_files(group)) | set(_catalog_nodes(group)))
+
+
+def group_nodes(group: str) -> dict[str, DictConfig]:
+    """``{name: root-level config node}`` of every option of a group: catalog rows (in table order), then the
+    YAML files."""
+    out = {name: OmegaConf.create(node) for name, node in _catalog_nodes(group).items()}
+    for name, path in _option_files(group).items():
+        out[name] = OmegaConf.load(path)
+    return out
 
 
 def group_descriptions(group: str) -> dict[str, str]:
     """``{name: one-line description}`` of every option of a group (what ``rlkit list`` prints)."""
     out = {}
-    for name in group_options(group):
-        raw = OmegaConf.load(_option_file(group, name))
+    for name, raw in sorted(group_nodes(group).items()):
         node = raw.get(group, raw) if isinstance(raw, DictConfig) else {}
         desc = node.get("description", "") if isinstance(node, DictConfig) else ""
         out[name] = " ".join(str(desc).split())
     return out
+
+
+def register_catalogs() -> None:
+    """Put the generated config options (the env catalog) into Hydra's ConfigStore; call before composing."""
+    from rlkit.envs.catalog import register
+
+    files = _option_files("env")
+    both = sorted(set(_catalog_nodes("env")) & set(files))
+    if both:
+        raise ConfigError(f"env '{both[0]}' is both a row of rlkit.envs.catalog and {files[both[0]]}; "
+                          "remove one of them")
+    register()
 
 
 def override_value(overrides: list[str], key: str) -> str | None:
@@ -179,6 +211,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
 
     overrides = list(overrides)
     _check_group_choices(overrides)
+    register_catalogs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlkit.checkpoint import latest_checkpoint
 from rlkit.config import to_yaml
 from rlkit.errors import ConfigError
+from rlkit.fit import check_run_fit
 from rlkit.regimes import regime_class
 from rlkit.regimes.base import algorithm_regime
 from rlkit.utils import atomic_write_text
@@ -71,7 +72,11 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run as configured; returns the summary also written to ``summary.json``."""
+    """Train one run as configured; returns the summary also written to ``summary.json``.
+
+    An algorithm/env pair that does not fit (:func:`rlkit.fit.check_run_fit`) is refused before the run
+    directory is made."""
+    check_run_fit(cfg)
     run_dir = prepare_run_dir(cfg)
     regime = regime_class(algorithm_regime(cfg))(cfg, run_dir)
     summary = regime.run()
