@@ -116,13 +116,15 @@ def slide_parallel(
     """
     B, T, H, dk = q.shape
     c = dk**-0.5 if scale is None else float(scale)
+    deformed = deform_weight is not None or shift_weight is not None
+    if state is not None and T == 1 and not deformed:
+        return _ring_step(q, k, v, state, c, bias, padding, gate)
     if state is not None:
         kc, vc = state.history()
         K, V = torch.cat([kc.to(k.dtype), k], dim=1), torch.cat([vc.to(v.dtype), v], dim=1)
     else:
         K, V = k, v
     past = K.shape[1] - T
-    deformed = deform_weight is not None or shift_weight is not None
     if kernel is not None and not deformed:
         o = kernel(q, K, V, window=window, scale=c, bias=bias, offset=past, zero_pad=padding == "zeros")
     else:
@@ -139,6 +141,34 @@ def slide_parallel(
             state = SlideState.zeros(B, H, dk, v.shape[-1], window, device=k.device, dtype=k.dtype)
         new_state = state.push(k, v)
     return apply_gate(o, gate), new_state
+
+
+def _ring_step(q, k, v, state: SlideState, c: float, bias, padding: str, gate) -> tuple[Tensor, SlideState]:
+    """One token attending to the ring buffer in slot order (no gather into time order): slot s holds the
+    latest position p_s = n - 1 - ((n - 1 - s) mod (w - 1)) before n = state.count, at distance n - p_s.
+    Unwritten slots (p_s < 0) are masked, or zero keys/values for padding='zeros' (they hold zeros)."""
+    acc = _acc_dtype(q.dtype)
+    n, size = state.count, state.k.shape[1]
+    q0, k0, v0 = q[:, 0].to(acc), k[:, 0].to(acc), v[:, 0].to(acc)
+    s_self = c * (q0 * k0).sum(-1)  # [B, H]
+    if bias is not None:
+        s_self = s_self + bias[:, 0].to(acc)
+    parts_s, parts_v = [s_self[..., None]], None
+    if size > 0:
+        slots = torch.arange(size, device=q.device)
+        dist = 1 + torch.remainder(n - 1 - slots, size)  # [size], in 1..w-1
+        s_ring = c * torch.einsum("bhd,bshd->bhs", q0, state.k.to(acc))
+        if bias is not None:
+            s_ring = s_ring + bias.to(acc)[:, dist][None]
+        if padding == "mask":
+            s_ring = s_ring.masked_fill((dist > n)[None, None], float("-inf"))
+        parts_s.append(s_ring)
+        parts_v = state.v.to(acc)
+    p = torch.softmax(torch.cat(parts_s, dim=-1), dim=-1)  # [B, H, 1 + size]
+    o = p[..., :1] * v0
+    if parts_v is not None:
+        o = o + torch.einsum("bhs,bshd->bhd", p[..., 1:], parts_v)
+    return apply_gate(o[:, None].to(v.dtype), gate), state.push(k, v)
 
 
 def slide_step(q: Tensor, k: Tensor, v: Tensor, state: SlideState, **kw) -> tuple[Tensor, SlideState]:

@@ -67,9 +67,12 @@ def test_causal_a_perturbed_future_leaves_the_past_unchanged(padding):
     assert not torch.allclose(o2[:, 10:], o[:, 10:])
 
 
-def test_long_rollout_through_the_ring_buffer_equals_parallel_and_state_is_constant():
+@pytest.mark.parametrize("deformed", [False, True])  # False: the one-token fast path over ring slots
+@pytest.mark.parametrize("padding", ["mask", "zeros"])
+def test_long_rollout_through_the_ring_buffer_equals_parallel_and_state_is_constant(deformed, padding):
     q, k, v = _qkv(T=30, seed=3)
-    kw = dict(slide_bias=torch.randn(2, 4, dtype=q.dtype), deform_weight=torch.randn(6, 4, 4, dtype=q.dtype) * 0.3)
+    kw = dict(slide_bias=torch.randn(2, 4, dtype=q.dtype), padding=padding,
+              deform_weight=torch.randn(6, 4, 4, dtype=q.dtype) * 0.3 if deformed else None)
     full, _ = attention(q, k, v, kind="slide", window=4, **kw)
     state = empty_state("slide", 2, 2, 6, 6, window=4, capacity=64, dtype=q.dtype)
     buf, outs = state.k, []
