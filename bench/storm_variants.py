@@ -95,6 +95,9 @@ def run_variant(name: str, data: dict, seed: int, args) -> dict[str, float]:
         out = algo.update_world_model(batch)
         t_update += time.perf_counter() - t0
         train_losses.append(float(out["wm/loss"]))
+        if args.progress and len(train_losses) % args.progress == 0:
+            print(f"    {name} seed {seed}: update {len(train_losses)}, loss {train_losses[-1]:.4g}, "
+                  f"{1e3 * t_update / len(train_losses):.0f} ms/update", flush=True)
     held = windows(data, split, n, 16, args.seq_len, torch.Generator().manual_seed(7))
     held = {k: v.to(dev) for k, v in held.items()}
     algo.world_model.eval()
@@ -129,6 +132,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--progress", type=int, default=0, help="print every N updates (0: never)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -13,8 +13,9 @@ What runs where on the Triton path (everything else, and every CPU call, uses ke
   kernel; one-token steps use the PyTorch recurrence.
 * gla: fla (``fused_recurrent_gla`` / ``chunk_gla``) when importable, else our recurrent kernel (T = 1 too).
 * agent: PyTorch everywhere (no Triton kernel: with T <= 64 and n agents near T, agent attention saves nothing).
-* slide: the windowed kernel of kernels/triton_slide.py for every length (one-token steps included); the
-  deformed shift (per-offset keys) is formed in PyTorch and fed to the same kernel. Float64: reference.
+* slide: the windowed kernel of kernels/triton_slide.py for training, prefill and chunks; the deformed
+  shift (per-offset keys) is formed in PyTorch and fed to the same kernel. One-token steps without the
+  deformed shift attend over the ring-buffer slots in PyTorch (one small softmax). Float64: reference.
 """
 
 from __future__ import annotations
@@ -340,6 +341,9 @@ def _slide(q, k, v, window, scale, bias, deform_weight, shift_weight, padding, g
     for name, w in (("deform_weight", deform_weight), ("shift_weight", shift_weight)):
         if w is not None and tuple(w.shape[-3:]) != (k.shape[-1], window, window):
             raise ValueError(f"{name} must be [(H,) d, window, window] with d={k.shape[-1]}, got {tuple(w.shape)}")
+        if w is not None and k.shape[-1] != v.shape[-1]:
+            raise ValueError(f"the deformed shift is shared by K and V: it needs d_k == d_v, got {k.shape[-1]}, "
+                             f"{v.shape[-1]}")
     kernel = None
     if use_triton and q.dtype in (torch.float16, torch.bfloat16, torch.float32):
         from .triton_slide import slide_attention as kernel
