@@ -31,9 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rlkit.algorithms.world_models.storm import STORM  # noqa: E402
-
 from rlkit import envs  # noqa: E402
+from rlkit.algorithms.world_models.storm import STORM  # noqa: E402
 
 VARIANTS = {
     "post+softmax": dict(norm="post", attention="softmax"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlkit.kernels import SlideState, attention, empty_state
 
 from rlkit.errors import ConfigError
+from rlkit.kernels import SlideState, attention, empty_state
 from tests.test_attention_reference import naive_slide
 
 
