@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .reference import apply_gate
 from .states import SlideState
 from .states import acc_dtype as _acc_dtype
 
-__all__ = ["slide_windows", "deform_shift", "slide_core", "slide_parallel", "slide_step", "PADDINGS"]
+__all__ = ["slide_windows", "deform_shift", "slide_core", "slide_band_sdpa", "slide_parallel", "slide_step", "PADDINGS"]
 
 PADDINGS = ("mask", "zeros")
 
@@ -89,6 +90,41 @@ def slide_core(
     return torch.einsum("bthj,btjhc->bthc", p, vw.to(acc)).to(vw.dtype)
 
 
+def slide_band_sdpa(
+    q: Tensor, K: Tensor, V: Tensor, past: int, window: int, *, scale: float, bias: Tensor | None = None,
+    padding: str = "mask", chunk: int = 64,
+) -> Tensor:
+    """The plain windowed form (no deformed shift) as chunked softmax attention: the queries of a chunk of
+    C tokens see the C + w - 1 keys ending at the chunk's last token, through SDPA with a band mask that
+    carries bias[h, distance]. O(T (C + w) d); same values as :func:`slide_core` on :func:`slide_windows`.
+
+    K, V [B, past + T, H, D] with past <= window - 1 earlier positions first.
+    """
+    B, T, H, _ = q.shape
+    w = window
+    C = min(chunk, T)
+    n = -(-T // C)
+    lead, tail = w - 1 - past, n * C - T
+    Kp = F.pad(K, (0, 0, 0, 0, lead, tail))  # [B, w - 1 + nC, H, D]
+    Vp = F.pad(V, (0, 0, 0, 0, lead, tail))
+    Kb = Kp.unfold(1, C + w - 1, C).permute(0, 1, 2, 4, 3)  # [B, n, H, C + w - 1, D]
+    Vb = Vp.unfold(1, C + w - 1, C).permute(0, 1, 2, 4, 3)
+    Qb = F.pad(q, (0, 0, 0, 0, 0, tail)).view(B, n, C, H, -1).transpose(2, 3)  # [B, n, H, C, D]
+    i = torch.arange(C, device=q.device)[:, None]
+    jj = torch.arange(C + w - 1, device=q.device)[None, :]
+    dist = i + (w - 1) - jj
+    ok = ((dist >= 0) & (dist < w))[None]  # [1, C, C + w - 1]
+    if padding == "mask":  # keys in front of the sequence start (left padding) are masked
+        ok = ok & (torch.arange(n, device=q.device)[:, None, None] * C + jj[None] >= lead)
+    acc = _acc_dtype(q.dtype)
+    mask = torch.zeros(ok.shape[0], H, C, C + w - 1, device=q.device, dtype=acc)
+    if bias is not None:
+        mask = mask + bias.to(acc)[:, dist.clamp(0, w - 1)][None]
+    mask = mask.masked_fill(~ok[:, None], float("-inf")).to(q.dtype)
+    o = F.scaled_dot_product_attention(Qb, Kb.to(q.dtype), Vb.to(q.dtype), attn_mask=mask, scale=scale)
+    return o.transpose(2, 3).reshape(B, n * C, H, -1)[:, :T].to(V.dtype)
+
+
 SlideKernel = Callable[..., Tensor]
 
 
@@ -127,6 +163,8 @@ def slide_parallel(
     past = K.shape[1] - T
     if kernel is not None and not deformed:
         o = kernel(q, K, V, window=window, scale=c, bias=bias, offset=past, zero_pad=padding == "zeros")
+    elif not deformed:
+        o = slide_band_sdpa(q, K, V, past, window, scale=c, bias=bias, padding=padding)
     else:
         kw, exists = slide_windows(K, past, window)
         vw, _ = slide_windows(V, past, window)

@@ -30,10 +30,11 @@ def band_softmax(q, k, v, window, bias=None):
 
 @pytest.mark.parametrize("window", [1, 4, 12])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_zero_deformed_shift_is_band_masked_softmax(window, with_bias):
+@pytest.mark.parametrize("deform", ["zero", "none"])  # zero: the deformed-shift path; none: chunked SDPA path
+def test_zero_deformed_shift_is_band_masked_softmax(window, with_bias, deform):
     q, k, v = _qkv(T=12)
     bias = torch.randn(2, window, dtype=q.dtype) if with_bias else None
-    zero = torch.zeros(6, window, window, dtype=q.dtype)
+    zero = torch.zeros(6, window, window, dtype=q.dtype) if deform == "zero" else None
     o, _ = attention(q, k, v, kind="slide", window=window, slide_bias=bias, deform_weight=zero, impl="reference")
     torch.testing.assert_close(o, band_softmax(q, k, v, window, bias), atol=1e-12, rtol=1e-12)
     if window == 12 and bias is None:  # the window spans the sequence: plain causal softmax
@@ -97,6 +98,34 @@ def test_merged_shift_weights_equal_the_training_form():
     train, _ = attention(q, k, v, kind="slide", window=5, deform_weight=W)
     merged, _ = attention(q, k, v, kind="slide", window=5, shift_weight=torch.eye(5, dtype=q.dtype) + W)
     torch.testing.assert_close(merged, train, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("T,padding", [(70, "mask"), (70, "zeros"), (5, "mask")])
+def test_chunked_band_form_equals_the_window_form(T, padding):
+    """Chunks of 64 queries (ragged last chunk) with a state in front give the loop form's values."""
+    from rlkit.kernels.reference_slide import slide_band_sdpa, slide_core, slide_windows
+
+    q, k, v = _qkv(T=T + 3, seed=6)
+    bias = torch.randn(2, 5, dtype=q.dtype)
+    for past in (0, 3):
+        K, V, Q = k[:, 3 - past :], v[:, 3 - past :], q[:, 3:]
+        kw_, exists = slide_windows(K, past, 5)
+        vw_, _ = slide_windows(V, past, 5)
+        expected = slide_core(Q, kw_, vw_, exists, scale=0.4, bias=bias, padding=padding)
+        got = slide_band_sdpa(Q, K, V, past, 5, scale=0.4, bias=bias, padding=padding)
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+
+
+def test_gradcheck_plain_slide_with_bias_through_a_state():
+    q, k, v = (x.requires_grad_() for x in _qkv(B=1, T=9, H=2, D=3, seed=7))
+    bias = torch.randn(2, 4, dtype=q.dtype, requires_grad=True)
+
+    def f(q, k, v, bias):
+        a, st = attention(q[:, :5], k[:, :5], v[:, :5], kind="slide", window=4, slide_bias=bias, return_state=True)
+        b, _ = attention(q[:, 5:], k[:, 5:], v[:, 5:], kind="slide", state=st, slide_bias=bias)
+        return torch.cat([a, b], 1)
+
+    assert torch.autograd.gradcheck(f, (q, k, v, bias), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
 def test_gradcheck_slide_with_bias_and_deformed_shift():
