@@ -27,8 +27,6 @@ from ._triton_util import next_pow2
 
 __all__ = ["slide_attention"]
 
-NEG = -1.0e30
-
 
 @triton.jit
 def _slide_fwd(
@@ -51,7 +49,7 @@ def _slide_fwd(
         mask=row_ok[:, None] & (offs_dk[None, :] < DK),
         other=0.0,
     ).to(tl.float32)
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) + NEG
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30  # finite "minus infinity": no inf - inf NaN
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
     for j in range(0, W):
@@ -76,7 +74,7 @@ def _slide_fwd(
         if HAS_BIAS:
             s += tl.load(BIAS + h * W + j).to(tl.float32)
         ok = row_ok if ZERO_PAD else exists
-        s = tl.where(ok, s, NEG)
+        s = tl.where(ok, s, -1.0e30)
         m_new = tl.maximum(m_i, s)
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new)
