@@ -226,7 +226,8 @@ def bench_layer_rollout(lengths, batch, device, dtype, repeats, impl):
         for row in ROWS:
             (q, k, v), kw = make_inputs(row, batch, T + 1, device, dtype, requires_grad=False)
             tok = {n: kw[n][:, T:] for n in ("gate", "log_decay") if n in kw}  # the per-token arguments
-            head = {n: (t[:, :T] if n in tok else t) for n, t in kw.items()}
+            # the state holds raw keys and values only: prefill slide+deform without the O(T w^2 d) windows
+            head = {n: (t[:, :T] if n in tok else t) for n, t in kw.items() if n != "deform_weight"}
             with torch.no_grad():
                 _, st = kernels.attention(q[:, :T], k[:, :T], v[:, :T], return_state=True, capacity=T + 1,
                                           impl=impl, **head)
