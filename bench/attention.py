@@ -8,7 +8,12 @@ Prints, in one run, ratios against baselines measured in the same run:
 2. the transformer rollout (STORM stack: 2 layers, 512 wide, FFN 1024) of H = 16 imagined steps after a
    context of L tokens: re-running the whole context at every step vs prefill + cached steps;
 3. on CUDA only: our Triton kernels against torch SDPA (fused softmax forward+backward, one-token decode)
-   and against the PyTorch reference (linear kinds).
+   and against the PyTorch reference (linear kinds, slide);
+4. rollout at the attention layer: time of one new token after T tokens through each kind's state
+   (KV cache, recurrent state, slide's ring buffer) and the bytes that state holds, T = 64, 256, 1024,
+   as ratios to softmax.
+slide rows use window 16: "slide" is the plain windowed kernel (a fresh layer, or merged shifts equal to
+the identity), "slide+deform" adds the learned deformed shift (the training-time layer).
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import kernels  # noqa: E402
+from rlkit import kernels  # noqa: E402
 from rlkit.nets.transformer import CausalTransformer, TransformerConfig  # noqa: E402
 
 HEADS, HEAD_DIM = 8, 64
-ROWS = ["softmax", "softmax+gate", "focused_linear", "inline", "agent", "gla"]
+ROWS = ["softmax", "softmax+gate", "focused_linear", "inline", "agent", "gla", "slide", "slide+deform"]
+WINDOW = 16
 
 
 def _clock(fn, device: torch.device) -> float:
@@ -74,6 +80,10 @@ def make_inputs(row: str, B: int, T: int, device, dtype, requires_grad: bool = T
         kw["agents"] = rnd(HEADS, 16, HEAD_DIM, std=HEAD_DIM**-0.5)
     if row == "gla":
         kw["log_decay"] = F.logsigmoid(rnd(B, T, HEADS, HEAD_DIM).float()) / 16
+    if row.startswith("slide"):
+        kw.update(window=WINDOW, slide_bias=rnd(HEADS, WINDOW, std=0.1))
+        if row == "slide+deform":
+            kw["deform_weight"] = rnd(HEAD_DIM, WINDOW, WINDOW, std=0.05)
     if requires_grad:
         for t in leaves + [t for t in kw.values() if torch.is_tensor(t)]:
             t.requires_grad_()
@@ -160,7 +170,8 @@ def bench_rollout(device, dtype, batch, contexts, horizon, repeats):
 
 def bench_triton_vs_sdpa(lengths, tokens, device, dtype, repeats):
     rows: dict[str, list[str]] = {"triton / SDPA fwd+bwd": [], "triton decode / SDPA": []}
-    lin_rows = {f"{k} triton/ref": [] for k in ("focused_linear", "inline", "gla")}
+    lin_kinds = ("focused_linear", "inline", "gla", "slide", "slide+deform")
+    lin_rows = {f"{k} triton/ref": [] for k in lin_kinds}
     for T in lengths:
         B = max(1, tokens // T)
         best = timeit_many(
@@ -193,13 +204,51 @@ def bench_triton_vs_sdpa(lengths, tokens, device, dtype, repeats):
 
         best = timeit_many({"triton": decode_triton, "sdpa": decode_sdpa}, device, repeats)
         rows["triton decode / SDPA"].append(f"{best['triton'] / best['sdpa']:.2f}x")
-        for kind in ("focused_linear", "inline", "gla"):
+        for kind in lin_kinds:
             fns = {impl: fwd_bwd(kind, B, T, device, dtype, impl) for impl in ("triton", "reference")}
             best = timeit_many(fns, device, repeats)
             lin_rows[f"{kind} triton/ref"].append(f"{best['triton'] / best['reference']:.2f}x")
     table(
         f"[3] CUDA: Triton kernels vs baselines (< 1: Triton faster; {dtype})", lengths, {**rows, **lin_rows}
     )
+
+
+def state_bytes(state) -> int:
+    return sum(t.numel() * t.element_size() for t in vars(state).values() if torch.is_tensor(t))
+
+
+def bench_layer_rollout(lengths, batch, device, dtype, repeats, impl):
+    """One token after T tokens, through the state of each kind (attention layer only, no projections)."""
+    times: dict[str, list[float]] = {row: [] for row in ROWS}
+    sizes: dict[str, list[int]] = {row: [] for row in ROWS}
+    for T in lengths:
+        fns = {}
+        for row in ROWS:
+            (q, k, v), kw = make_inputs(row, batch, T + 1, device, dtype, requires_grad=False)
+            tok = {n: kw[n][:, T:] for n in ("gate", "log_decay") if n in kw}  # the per-token arguments
+            # the state holds raw keys and values only: prefill slide+deform without the O(T w^2 d) windows
+            head = {n: (t[:, :T] if n in tok else t) for n, t in kw.items() if n != "deform_weight"}
+            with torch.no_grad():
+                _, st = kernels.attention(q[:, :T], k[:, :T], v[:, :T], return_state=True, capacity=T + 1,
+                                          impl=impl, **head)
+            sizes[row].append(state_bytes(st))
+            step_kw = {**kw, **tok}
+
+            @torch.no_grad()
+            def step(q=q, k=k, v=v, st=st, T=T, step_kw=step_kw):
+                kernels.attention(q[:, T:], k[:, T:], v[:, T:], state=st, impl=impl, **step_kw)
+
+            fns[row] = step
+        best = timeit_many(fns, device, repeats * 4)
+        for row in ROWS:
+            times[row].append(best[row])
+    table(f"[4] rollout: one token after T tokens, attention layer only, batch {batch}, ms", lengths,
+          {row: [f"{t:.3f}" for t in ts] for row, ts in times.items()})
+    table("    ratio to softmax", lengths,
+          {row: [f"{t / b:.2f}x" for t, b in zip(ts, times["softmax"])] for row, ts in times.items()})
+    table("    state bytes per layer", lengths, {row: [f"{b / 1024:.0f}K" for b in bs] for row, bs in sizes.items()})
+    table("    state bytes, ratio to softmax", lengths,
+          {row: [f"{b / s:.3f}x" for b, s in zip(bs, sizes["softmax"])] for row, bs in sizes.items()})
 
 
 def main(argv=None) -> None:
@@ -211,7 +260,8 @@ def main(argv=None) -> None:
     p.add_argument("--rollout-batch", type=int, default=None, help="default 1024 (STORM) on CUDA, 32 on CPU")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="T up to 256 only")
-    p.add_argument("--sections", default="1,2,3", help="which parts to run, e.g. '2' for the rollout only")
+    p.add_argument("--sections", default="1,2,3,4", help="which parts to run, e.g. '2' for the rollout only")
+    p.add_argument("--lengths", default=None, help="comma-separated T for sections 1, 3, 4 (default 16..1024)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -221,6 +271,8 @@ def main(argv=None) -> None:
     tokens = args.tokens or (16384 if cuda else 1024)
     repeats = args.repeats or (20 if cuda else 5)
     lengths = [16, 32, 64, 128, 256] + ([] if args.quick else [512, 1024])
+    if args.lengths:
+        lengths = [int(x) for x in args.lengths.split(",")]
     where = torch.cuda.get_device_name(device) if cuda else f"{torch.get_num_threads()} threads"
     print(f"device {device} ({where}), torch {torch.__version__}")
     sections = {int(x) for x in args.sections.split(",")}
@@ -232,6 +284,8 @@ def main(argv=None) -> None:
         bench_triton_vs_sdpa(lengths, tokens, device, dtype, repeats)
     elif 3 in sections:
         print("\n[3] skipped: Triton vs SDPA needs a CUDA device")
+    if 4 in sections:
+        bench_layer_rollout(lengths, args.rollout_batch or (1024 if cuda else 32), device, dtype, repeats, None)
 
 
 if __name__ == "__main__":

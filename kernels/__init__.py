@@ -2,12 +2,13 @@
 
 ``attention(q, k, v, *, kind, causal=True, gate=None, state=None, ...) -> (output, state)`` on
 [B, T, H, D] tensors; kinds: softmax (+ sigmoid output gate), focused_linear (FLatten), inline,
-agent, gla (papers cited in kernels/reference.py). The Triton modules are imported lazily, only when a
-Triton path runs, so TRITON_INTERPRET can still be set after ``import kernels``.
+agent, gla, slide (papers cited in kernels/reference.py and kernels/reference_slide.py). The Triton
+modules are imported lazily, only when a Triton path runs, so TRITON_INTERPRET can still be set after
+``import kernels``.
 """
 
 from .dispatch import IMPL_ENV, KINDS, attention, empty_state, resolve_impl
-from .states import AgentState, AttentionState, GLAState, KVCache, LinearState
+from .states import AgentState, AttentionState, GLAState, KVCache, LinearState, SlideState
 
 __all__ = [
     "attention",
@@ -19,5 +20,6 @@ __all__ = [
     "LinearState",
     "AgentState",
     "GLAState",
+    "SlideState",
     "AttentionState",
 ]

@@ -13,6 +13,9 @@ What runs where on the Triton path (everything else, and every CPU call, uses ke
   kernel; one-token steps use the PyTorch recurrence.
 * gla: fla (``fused_recurrent_gla`` / ``chunk_gla``) when importable, else our recurrent kernel (T = 1 too).
 * agent: PyTorch everywhere (no Triton kernel: with T <= 64 and n agents near T, agent attention saves nothing).
+* slide: the windowed kernel of kernels/triton_slide.py for training, prefill and chunks; the deformed
+  shift (per-offset keys) is formed in PyTorch and fed to the same kernel. One-token steps without the
+  deformed shift attend over the ring-buffer slots in PyTorch (one small softmax). Float64: reference.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import torch
 from torch import Tensor
 
 from . import reference as ref
+from . import reference_slide as ref_slide
 from ._triton_util import interpreting, triton_available
-from .states import AgentState, AttentionState, GLAState, KVCache, LinearState
+from .states import AgentState, AttentionState, GLAState, KVCache, LinearState, SlideState
 
 __all__ = ["attention", "empty_state", "resolve_impl", "KINDS", "IMPL_ENV"]
 
-KINDS = ("softmax", "focused_linear", "inline", "agent", "gla")
+KINDS = ("softmax", "focused_linear", "inline", "agent", "gla", "slide")
 IMPL_ENV = "RLKIT_ATTENTION_IMPL"
 _STATE_TYPES = {
     "softmax": KVCache,
@@ -36,6 +40,7 @@ _STATE_TYPES = {
     "inline": LinearState,
     "agent": AgentState,
     "gla": GLAState,
+    "slide": SlideState,
 }
 _DEFAULT_CHUNK = {"focused_linear": 64, "inline": 64, "agent": 64, "gla": None}
 
@@ -80,10 +85,15 @@ def empty_state(
     capacity: int = 64,
     n_agents: int | None = None,
     conv_kernel: int = 0,
+    window: int | None = None,
     device=None,
     dtype: torch.dtype = torch.float32,
 ) -> AttentionState:
-    """A fresh rollout state (nothing seen yet) for one layer of the given kind."""
+    """A fresh rollout state (nothing seen yet) for one layer of the given kind.
+
+    slide: a ring buffer of ``window - 1`` keys and values; ``window`` must be positive and at most
+    ``capacity`` (the longest context the caller keeps).
+    """
     if kind == "softmax":
         return KVCache.empty(batch, heads, dim_k, dim_v, capacity, device=device, dtype=dtype)
     if kind in ("focused_linear", "inline"):
@@ -105,7 +115,19 @@ def empty_state(
         )
     if kind == "gla":
         return GLAState.zeros(batch, heads, dim_k, dim_v, device=device, dtype=dtype)
+    if kind == "slide":
+        _check_window(window)
+        if window > capacity:
+            raise _config_error(
+                f"slide window={window} is larger than the cache capacity={capacity}; lower window or raise capacity"
+            )
+        return SlideState.zeros(batch, heads, dim_k, dim_v, window, device=device, dtype=dtype)
     raise _config_error(f"unknown attention kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def _check_window(window) -> None:
+    if window is None or int(window) != window or window < 1:
+        raise _config_error(f"slide attention needs a positive integer window, got window={window!r}")
 
 
 def _check_inputs(
@@ -132,6 +154,11 @@ def _check_inputs(
         )
     if not causal and kind != "softmax" and (state is not None or return_state):
         raise _config_error(f"non-causal {kind} attention has no rollout state; use causal=True")
+    if not causal and kind == "slide":
+        raise _config_error(
+            "slide attention here is the causal 1-D form; use causal=True (the non-causal 2-D block is "
+            "rlkit.nets.slide2d.SlideAttention2d)"
+        )
     if not causal and kind == "gla":
         raise _config_error("gla attention is causal by construction; use causal=True")
 
@@ -157,6 +184,11 @@ def attention(
     focusing_factor: float = 3.0,
     feature_map: str = "identity",
     chunk_size: int | None = None,
+    window: int | None = None,
+    slide_bias: Tensor | None = None,
+    deform_weight: Tensor | None = None,
+    shift_weight: Tensor | None = None,
+    padding: str = "mask",
     impl: str | None = None,
 ) -> tuple[Tensor, AttentionState | None]:
     """Attention of kind ``kind`` over [B, T, H, D] tensors; returns ``(output [B, T, H, d_v], state)``.
@@ -175,6 +207,10 @@ def attention(
     * agent: ``agents`` [H, n, d_k] (required); ``agent_bias_k`` [H, n, T_max]; ``agent_bias_q``
       [H, T_max, n]; ``conv_weight`` as above.
     * gla: ``log_decay`` = log forget gate [B, T, H, d_k], <= 0 (required).
+    * slide: ``window`` w (required; query t sees t-w+1..t); ``slide_bias`` [H, w] per-offset logit bias;
+      ``deform_weight`` [d, w, w] or [H, d, w, w] learned deformed shift added to the one-hot shifts
+      (training form), or ``shift_weight`` of the same shape, the merged (re-parameterized) shifts;
+      ``padding`` 'mask' (offsets before the start are masked) or 'zeros' (zero keys, as published).
     * ``chunk_size``: chunk length of the chunkwise parallel forms (default 64; gla: 64 for its factored
       form, 16 for its exact form under strong decay).
     * ``impl``: 'reference' or 'triton', overriding $RLKIT_ATTENTION_IMPL and the device default.
@@ -184,6 +220,9 @@ def attention(
     T = q.shape[1]
     single_step = state is not None and T == 1 and causal
     chunk = chunk_size or _DEFAULT_CHUNK.get(kind, 64)  # None for gla: its reference picks (16 or 64)
+    if kind == "slide":
+        return _slide(q, k, v, window, scale, slide_bias, deform_weight, shift_weight, padding, gate, state,
+                      return_state, use_triton)
     if kind == "softmax":
         if use_triton and dropout_p == 0.0 and q.dtype in (torch.float16, torch.bfloat16, torch.float32):
             return _softmax_triton(q, k, v, causal, scale, gate, state, return_state, capacity)
@@ -284,6 +323,33 @@ def attention(
         chunk_size=chunk,
         core=core,
         **kw,
+    )
+
+
+def _slide(q, k, v, window, scale, bias, deform_weight, shift_weight, padding, gate, state, return_state,
+           use_triton):
+    if state is not None:
+        if window is not None and window != state.window:
+            raise _config_error(f"slide window={window} differs from the state's window={state.window}")
+        window = state.window
+    _check_window(window)
+    if padding not in ref_slide.PADDINGS:
+        raise _config_error(f"slide padding={padding!r} is invalid; use one of {', '.join(ref_slide.PADDINGS)}")
+    H = q.shape[2]
+    if bias is not None and tuple(bias.shape) != (H, window):
+        raise ValueError(f"slide_bias must be [H={H}, window={window}], got {tuple(bias.shape)}")
+    for name, w in (("deform_weight", deform_weight), ("shift_weight", shift_weight)):
+        if w is not None and tuple(w.shape[-3:]) != (k.shape[-1], window, window):
+            raise ValueError(f"{name} must be [(H,) d, window, window] with d={k.shape[-1]}, got {tuple(w.shape)}")
+        if w is not None and k.shape[-1] != v.shape[-1]:
+            raise ValueError(f"the deformed shift is shared by K and V: it needs d_k == d_v, got {k.shape[-1]}, "
+                             f"{v.shape[-1]}")
+    kernel = None
+    if use_triton and q.dtype in (torch.float16, torch.bfloat16, torch.float32):
+        from .triton_slide import slide_attention as kernel
+    return ref_slide.slide_parallel(
+        q, k, v, window=window, scale=scale, bias=bias, deform_weight=deform_weight, shift_weight=shift_weight,
+        padding=padding, gate=gate, state=state, return_state=return_state, kernel=kernel,
     )
 
 

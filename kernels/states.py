@@ -24,6 +24,7 @@ __all__ = [
     "LinearState",
     "AgentState",
     "GLAState",
+    "SlideState",
     "AttentionState",
     "conv_cache_zeros",
     "acc_dtype",
@@ -231,7 +232,68 @@ class GLAState(_RecurrentState):
         return cls(torch.zeros(batch, heads, dim_k, dim_v, device=device, dtype=acc_dtype(dtype)), 0)
 
 
-AttentionState = KVCache | LinearState | AgentState | GLAState
+@dataclass
+class SlideState(_RecurrentState):
+    """Rollout state of causal slide attention (Slide-Transformer, Pan et al. CVPR 2023, Sec. 3.3, our causal
+    1-D form): ring buffers of the last ``window - 1`` projected keys and values.
+
+    ``k``: [B, window - 1, H, d_k], ``v``: [B, window - 1, H, d_v] (raw projections, before the deformed
+    shift, which is recomputed from them); position p lives in slot p % (window - 1); ``count`` = tokens
+    seen. Constant size whatever the rollout length. Writes go in place unless autograd records them.
+    """
+
+    k: Tensor
+    v: Tensor
+    count: int = 0
+
+    @classmethod
+    def zeros(
+        cls,
+        batch: int,
+        heads: int,
+        dim_k: int,
+        dim_v: int,
+        window: int,
+        *,
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ) -> SlideState:
+        n = max(int(window) - 1, 0)
+        return cls(
+            torch.zeros(batch, n, heads, dim_k, device=device, dtype=dtype),
+            torch.zeros(batch, n, heads, dim_v, device=device, dtype=dtype),
+            0,
+        )
+
+    @property
+    def window(self) -> int:
+        return self.k.shape[1] + 1
+
+    def history(self) -> tuple[Tensor, Tensor]:
+        """The cached keys and values in time order: [B, min(count, window - 1), H, D] each."""
+        size = self.k.shape[1]
+        n = min(self.count, size)
+        if n == 0:
+            return self.k[:, :0], self.v[:, :0]
+        slots = torch.arange(self.count - n, self.count, device=self.k.device) % size
+        return self.k.index_select(1, slots), self.v.index_select(1, slots)
+
+    def push(self, k_new: Tensor, v_new: Tensor) -> SlideState:
+        """The state after the T tokens ``k_new, v_new`` [B, T, H, D]: only the last window - 1 are kept."""
+        size, T = self.k.shape[1], k_new.shape[1]
+        m = min(T, size)
+        if m == 0:
+            return SlideState(self.k, self.v, self.count + T)
+        slots = torch.arange(self.count + T - m, self.count + T, device=self.k.device) % size
+        kn, vn = k_new[:, T - m :].to(self.k.dtype), v_new[:, T - m :].to(self.v.dtype)
+        if _records_grad(k_new, v_new, self.k, self.v):
+            return SlideState(self.k.index_copy(1, slots, kn), self.v.index_copy(1, slots, vn), self.count + T)
+        self.k.index_copy_(1, slots, kn)
+        self.v.index_copy_(1, slots, vn)
+        return SlideState(self.k, self.v, self.count + T)
+
+
+AttentionState = KVCache | LinearState | AgentState | GLAState | SlideState
 
 
 def _map_tensors(state, fn):

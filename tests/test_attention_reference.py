@@ -114,6 +114,33 @@ def naive_gla(q, k, v, g, scale=None, S0=None):
     return o
 
 
+def naive_slide(q, k, v, window, bias=None, deform=None, scale=None, zero_pad=False):
+    """Band-limited softmax written with loops: key of neighbour j = k_{t-j} + sum_i W[:, j, i] k_{t-i}."""
+    B, T, H, D = q.shape
+    c = D**-0.5 if scale is None else scale
+
+    def at(x, s):
+        return x[:, s] if s >= 0 else torch.zeros_like(x[:, 0])
+
+    out = torch.zeros_like(v)
+    for t in range(T):
+        logits, vals = [], []
+        for j in range(window):
+            kj, vj = at(k, t - j), at(v, t - j)
+            if deform is not None:
+                for i in range(window):
+                    kj = kj + deform[:, j, i] * at(k, t - i)
+                    vj = vj + deform[:, j, i] * at(v, t - i)
+            s_ = c * (q[:, t] * kj).sum(-1) + (0 if bias is None else bias[:, j])
+            if t - j < 0 and not zero_pad:
+                s_ = torch.full_like(s_, float("-inf"))
+            logits.append(s_)
+            vals.append(vj)
+        p = torch.stack(logits, -1).softmax(-1)  # [B, H, w]
+        out[:, t] = torch.einsum("bhj,jbhd->bhd", p, torch.stack(vals))
+    return out
+
+
 # ---------------------------------------------------------------------------------------- input cases
 
 
@@ -140,6 +167,8 @@ def make_case(
         )
     if kind == "gla":
         kw["log_decay"] = F.logsigmoid(rnd(B, T, H, D)) / decay_norm
+    if kind == "slide":
+        kw.update(window=5, slide_bias=rnd(H, 5, std=0.5), deform_weight=rnd(D, 5, 5, std=0.2))
     return q, k, v, kw
 
 
@@ -152,6 +181,8 @@ def naive(kind, q, k, v, kw, causal=True):
         o = naive_inline(q, k, v)
     elif kind == "agent":
         o = naive_agent(q, k, v, kw["agents"], kw.get("agent_bias_k"), kw.get("agent_bias_q"), causal=causal)
+    elif kind == "slide":
+        o = naive_slide(q, k, v, kw["window"], kw.get("slide_bias"), kw.get("deform_weight"))
     else:
         o = naive_gla(q, k, v, kw["log_decay"])
     if "conv_weight" in kw:
@@ -261,7 +292,10 @@ def test_step_from_empty_state_matches_parallel(kind):
     q, k, v, kw = make_case(kind, B=1, T=6, seed=3)
     full, _ = attention(q, k, v, kind=kind, impl="reference", **kw)
     conv = kw["conv_weight"].shape[-1] if "conv_weight" in kw else 0
-    state = empty_state(kind, 1, 2, 8, 8, capacity=2, n_agents=5, conv_kernel=conv, dtype=q.dtype)
+    state = empty_state(
+        kind, 1, 2, 8, 8, capacity=2 if kind != "slide" else 8, n_agents=5, conv_kernel=conv,
+        window=kw.get("window"), dtype=q.dtype,
+    )
     outs = []
     for t in range(6):
         o, state = attention(
@@ -282,11 +316,12 @@ def test_gradcheck_float64(kind):
     """gradcheck through a prefix (state) and a continuation chunk, so state gradients are covered too."""
     q, k, v, kw = make_case(kind, B=1, T=8, H=2, D=4, seed=4)
     tensors = {"q": q, "k": k, "v": v, **{n: t for n, t in kw.items() if torch.is_tensor(t)}}
+    static = {n: x for n, x in kw.items() if not torch.is_tensor(x)}  # slide's window
     names = list(tensors)
     inputs = tuple(t.clone().requires_grad_() for t in tensors.values())
 
     def f(*xs):
-        d = dict(zip(names, xs))
+        d = {**dict(zip(names, xs)), **static}
         q_, k_, v_ = d.pop("q"), d.pop("k"), d.pop("v")
         a, st = attention(
             q_[:, :5],

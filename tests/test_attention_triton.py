@@ -37,14 +37,14 @@ def _triton_imported_compiled() -> bool:
 
 
 IN_PROCESS = not _triton_imported_compiled()
-ts = tlin = tgla = None
+ts = tlin = tgla = tslide = None
 if IN_PROCESS:
     _previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:  # (re)import so that the kernels are decorated while the variable is set
-        ts, tlin, tgla = (
+        ts, tlin, tgla, tslide = (
             importlib.reload(sys.modules[n]) if n in sys.modules else importlib.import_module(n)
-            for n in ("kernels.triton_softmax", "kernels.triton_linear", "kernels.triton_gla")
+            for n in ("kernels.triton_softmax", "kernels.triton_linear", "kernels.triton_gla", "kernels.triton_slide")
         )
     finally:
         if _previous is None:
@@ -216,7 +216,8 @@ def test_dispatch_triton_matches_reference_forward_backward(kind):
     for impl in ("triton", "reference"):
         leaves = _leaves(*base)
         d = dict(zip(names, leaves))
-        o, _ = attention(d.pop("q"), d.pop("k"), d.pop("v"), kind=kind, impl=impl, **d)
+        static = {n: x for n, x in kw.items() if not torch.is_tensor(x)}  # slide's window
+        o, _ = attention(d.pop("q"), d.pop("k"), d.pop("v"), kind=kind, impl=impl, **d, **static)
         outs.append(o)
         grads.append(_grads(o, leaves))
     _close(outs[0], outs[1], 1e-5)
@@ -224,7 +225,7 @@ def test_dispatch_triton_matches_reference_forward_backward(kind):
         _close(a, b, 2e-5, name)
 
 
-@pytest.mark.parametrize("kind", ["softmax", "focused_linear", "inline", "gla"])
+@pytest.mark.parametrize("kind", ["softmax", "focused_linear", "inline", "gla", "slide"])
 def test_dispatch_triton_rollout_matches_parallel(kind):
     """Prefill (kernel, returning the state), a 3-token chunk (cache offset), then single-token steps."""
     T = 14
@@ -292,6 +293,55 @@ def test_transformer_on_triton_kernels_matches_reference(kind):
     _close(torch.cat(steps, 1), outs[1].detach(), 1e-5)
 
 
+# ------------------------------------------------------------------------------------------------- slide
+
+
+@pytest.mark.parametrize(
+    "T,window,deform,padding",
+    [(37, 1, False, "mask"), (37, 4, False, "mask"), (20, 20, False, "mask"), (21, 5, True, "mask"),
+     (19, 4, False, "zeros"), (19, 4, True, "zeros")],
+)  # fmt: skip
+def test_slide_fp32_forward_backward_against_float64_reference(T, window, deform, padding):
+    gen = torch.Generator().manual_seed(T + window)
+    q, k, v = (torch.randn(2, T, 2, 12, generator=gen) for _ in range(3))  # head dim 12: padded lanes
+    extra = [torch.randn(2, window, generator=gen)]
+    if deform:
+        extra.append(torch.randn(12, window, window, generator=gen) * 0.3)
+    leaves = _leaves(q, k, v, *extra)
+    dl = _leaves(*(x.double() for x in leaves))
+
+    def run(xs, impl):
+        kw = dict(slide_bias=xs[3], deform_weight=xs[4] if deform else None, padding=padding)
+        return attention(*xs[:3], kind="slide", window=window, impl=impl, **kw)[0]
+
+    out, expected = run(leaves, "triton"), run(dl, "reference")
+    _close(out, expected, 1e-5, "o")
+    for name, a, b in zip(["q", "k", "v", "bias", "W"], _grads(out, leaves), _grads(expected, dl)):
+        if window == 1 and name in ("q", "k", "bias"):  # p = 1: exact gradient 0, the kernel gives roundoff
+            assert b.abs().max() == 0 and a.abs().max() < 1e-5
+            continue
+        _close(a, b, 2e-5, name)
+
+
+def test_slide_kernel_with_a_state_and_fp16():
+    """Prefill, one-token steps and a chunk through the ring buffer (kernel shift form with offset > 0)."""
+    gen = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(1, 26, 2, 16, generator=gen) for _ in range(3))
+    bias = torch.randn(2, 6, generator=gen)
+    full, _ = attention(q.double(), k.double(), v.double(), kind="slide", window=6, slide_bias=bias.double())
+    out, st = attention(q[:, :9], k[:, :9], v[:, :9], kind="slide", window=6, slide_bias=bias, return_state=True,
+                        impl="triton")  # fmt: skip
+    outs = [out]
+    for t in range(9, 12):
+        o, st = attention(q[:, t : t + 1], k[:, t : t + 1], v[:, t : t + 1], kind="slide", state=st,
+                          slide_bias=bias, impl="triton")  # fmt: skip
+        outs.append(o)
+    o, st = attention(q[:, 12:], k[:, 12:], v[:, 12:], kind="slide", state=st, slide_bias=bias, impl="triton")
+    _close(torch.cat(outs + [o], 1), full, 1e-5)
+    half, _ = attention(q.half(), k.half(), v.half(), kind="slide", window=6, slide_bias=bias.half(), impl="triton")
+    _close(half, full, 2e-3)
+
+
 # ------------------------------------------------------------------------------------------- GPU only
 
 _GPU_SCRIPT = textwrap.dedent("""
@@ -325,6 +375,22 @@ _GPU_SCRIPT = textwrap.dedent("""
                              **{n: t.double() for n, t in kw.items()})
             err = (a.double() - b).abs().max().item() / b.abs().max().item()
             assert err < (3e-2 if dtype == torch.bfloat16 else 2e-3), (kind, dtype, err)
+    for dtype, tol in ((torch.float16, 1e-2), (torch.bfloat16, 3e-2), (torch.float32, 2e-3)):
+        for T, W, deform in ((64, 16, False), (300, 16, True), (17, 4, False)):
+            q, k, v = (torch.randn(2, T, 4, 64, device=dev, dtype=dtype, requires_grad=True) for _ in range(3))
+            bias = torch.randn(4, W, device=dev, dtype=dtype, requires_grad=True)
+            dw = (torch.randn(64, W, W, device=dev) * 0.1).to(dtype).requires_grad_() if deform else None
+            leaves = (q, k, v, bias) + ((dw,) if deform else ())
+            a, _ = attention(q, k, v, kind="slide", window=W, slide_bias=bias, deform_weight=dw, impl="triton")
+            dl = [x.detach().double().requires_grad_() for x in leaves]
+            b, _ = attention(*dl[:3], kind="slide", window=W, slide_bias=dl[3],
+                             deform_weight=dl[4] if deform else None, impl="reference")
+            do = torch.randn_like(a)
+            ga = torch.autograd.grad(a, leaves, do)
+            gb = torch.autograd.grad(b, dl, do.double())
+            for x, y in zip((a, *ga), (b, *gb)):
+                err = (x.double() - y).abs().max().item() / y.abs().max().item()
+                assert err < tol, ("slide", dtype, T, W, deform, err)
     print("GPU OK")
 """)
 

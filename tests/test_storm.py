@@ -266,8 +266,14 @@ def test_paper_size_shapes():
         assert wm.reward_logits(h).shape == (1, 3, 255) and wm.termination_logit(h).shape == (1, 3)
 
 
-def test_imagination_shapes_and_kv_cache_equals_rerunning_the_context():
-    algo = small_storm()
+@pytest.mark.parametrize("variant", [{}, {"transformer": {**SMALL["transformer"], "norm": "siamese",
+                                                            "attention": "slide", "window": 3},
+                                          "encoder_attention": "slide", "encoder_attention_stage": 0}],
+                         ids=["paper", "siamese-slide"])
+def test_imagination_shapes_and_kv_cache_equals_rerunning_the_context(variant):
+    """The cached imagination (KV cache, or slide's ring buffer with window 3 < 12 positions) equals
+    re-running the context at every step; also with SiameseNorm and a slide block in the encoder."""
+    algo = small_storm(**variant)
     seq = random_sequences(algo, 6, 4)
     torch.manual_seed(1)
     cached = algo.imagine(seq["obs"], seq["action"], use_cache=True)
@@ -430,6 +436,13 @@ def test_bad_inputs_raise_config_errors():
         STORM(obs_space, act_space, **{**SMALL, "transformer": {"width": 3}})
     with pytest.raises(ConfigError, match="lambda_bootstrap"):
         STORM(obs_space, act_space, **{**SMALL, "lambda_bootstrap": "t+2"})
+    with pytest.raises(ConfigError, match="encoder_attention='swin'"):
+        STORM(obs_space, act_space, **{**SMALL, "encoder_attention": "swin"})
+    with pytest.raises(ConfigError, match="encoder_attention_stage=2 must name one of the 2 encoder stages"):
+        STORM(obs_space, act_space, **{**SMALL, "encoder_attention": "slide", "encoder_attention_stage": 2})
+    with pytest.raises(ConfigError, match="window=40 is invalid; it exceeds the cache capacity 32"):
+        STORM(obs_space, act_space, **{**SMALL, "transformer": {**SMALL["transformer"], "attention": "slide",
+                                                                "window": 40}})
 
 
 # --------------------------------------------------------------------------- TinyCatch

@@ -12,7 +12,7 @@ from rlkit.nets.transformer import CausalTransformer, TransformerConfig
 
 def small_cfg(**kw) -> TransformerConfig:
     base = dict(
-        d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=40, n_agents=3, attention_impl="reference"
+        d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=40, n_agents=3, window=3, attention_impl="reference"
     )
     base.update(kw)
     return TransformerConfig(**base)
@@ -51,13 +51,28 @@ CASES = [
     dict(attention="inline", gate="headwise"),
     dict(attention="agent", agent_position_bias=True),
     dict(attention="gla", norm="pre"),
+    dict(attention="slide", window=5),
+    dict(attention="slide", norm="siamese", slide_padding="zeros"),
+    dict(attention="softmax", norm="siamese", gate="headwise"),
 ]
+
+
+def _randomize_slide(model: CausalTransformer, std: float = 0.2) -> None:
+    """Non-zero deformed shifts and biases (a fresh layer has them at zero); no-op for other kinds."""
+    if model.cfg.attention != "slide":
+        return
+    with torch.no_grad():
+        for block in model.blocks:
+            for p in (block.attn.slide_deform, block.attn.slide_bias):
+                if p is not None:
+                    p.normal_(0.0, std)
 
 
 @pytest.mark.parametrize("overrides", CASES, ids=lambda d: "-".join(str(v) for v in d.values()))
 def test_forward_equals_prefill_then_steps(overrides):
     torch.manual_seed(0)
     model = CausalTransformer(small_cfg(**overrides)).eval()
+    _randomize_slide(model)
     tokens = torch.randn(3, 20, 32)
     with torch.no_grad():
         full = model(tokens)
@@ -71,10 +86,12 @@ def test_forward_equals_prefill_then_steps(overrides):
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["post", "siamese"])
 @pytest.mark.parametrize("kind", kernels.KINDS)
-def test_steps_from_empty_state_and_chunk_continuation(kind):
+def test_steps_from_empty_state_and_chunk_continuation(kind, norm):
     torch.manual_seed(1)
-    model = CausalTransformer(small_cfg(attention=kind, gate="headwise")).eval()
+    model = CausalTransformer(small_cfg(attention=kind, gate="headwise", norm=norm)).eval()
+    _randomize_slide(model)
     tokens = torch.randn(2, 11, 32)
     with torch.no_grad():
         full = model(tokens)
@@ -89,11 +106,12 @@ def test_steps_from_empty_state_and_chunk_continuation(kind):
     torch.testing.assert_close(chunk, full[:, 4:], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["softmax", "gla"])
-def test_gradients_through_prefill_and_steps_match_parallel(kind):
+@pytest.mark.parametrize("kind,norm", [("softmax", "post"), ("gla", "post"), ("slide", "siamese")])
+def test_gradients_through_prefill_and_steps_match_parallel(kind, norm):
     """Training through a rollout (grad mode: the KV cache grows out of place) gives forward's gradients."""
     torch.manual_seed(2)
-    model = CausalTransformer(small_cfg(attention=kind, dropout=0.0, attn_dropout=0.0))
+    model = CausalTransformer(small_cfg(attention=kind, norm=norm, dropout=0.0, attn_dropout=0.0))
+    _randomize_slide(model)
     tokens = torch.randn(2, 9, 32)
     w = torch.randn(2, 9, 32)
     (model(tokens) * w).sum().backward()
@@ -146,3 +164,85 @@ def test_dropout_active_in_training_only():
     assert not torch.allclose(model(x), model(x))
     model.eval()
     torch.testing.assert_close(model(x), model(x))
+
+
+def test_siamese_norm_two_blocks_by_hand():
+    """SiameseNorm (Li et al. 2026) with every LayerNorm set to identity: x = y = e, then per block i and
+    sublayer F, z = F(x + y), x += z / sqrt(2 (i + 1)), y += z; output x + y."""
+    torch.manual_seed(5)
+    cfg = small_cfg(norm="siamese", dropout=0.0, attn_dropout=0.0, positions="none", input_norm=False)
+    model = CausalTransformer(cfg).eval()
+    for block in model.blocks:
+        for name in ("norm1", "norm2", "pre1", "pre2", "in1", "in2"):
+            setattr(block, name, torch.nn.Identity())
+    model.out_norm_x = model.out_norm_y = model.final_norm = torch.nn.Identity()
+    e = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        x, y = e.clone(), e.clone()
+        for i, block in enumerate(model.blocks):
+            c = (2.0 * (i + 1)) ** 0.5
+            z = block.attn(x + y)[0]
+            x, y = x + z / c, y + z
+            z = block.ffn(x + y)
+            x, y = x + z / c, y + z
+        torch.testing.assert_close(model(e), x + y, atol=1e-6, rtol=1e-6)
+    c0, c1 = (b.c for b in model.blocks)
+    assert c0 == pytest.approx(2**0.5) and c1 == pytest.approx(2.0)
+    # with the LayerNorms in place: three per sublayer and the merged output norm
+    full = CausalTransformer(cfg)
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in full.blocks[0].modules()) == 6
+    assert all(isinstance(m, torch.nn.LayerNorm) for m in (full.out_norm_x, full.out_norm_y, full.final_norm))
+
+
+@pytest.mark.parametrize("overrides", [dict(attention="slide", norm="siamese"), dict(norm="siamese")])
+def test_causality_a_perturbed_future_leaves_the_past_unchanged(overrides):
+    torch.manual_seed(6)
+    model = CausalTransformer(small_cfg(**overrides)).eval()
+    _randomize_slide(model)
+    x = torch.randn(2, 12, 32)
+    x2 = x.clone()
+    x2[:, 8:] += 3 * torch.randn(2, 4, 32)
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    torch.testing.assert_close(a[:, :8], b[:, :8], atol=0, rtol=0)
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_merged_slide_shifts_equal_the_training_layer_and_expire_when_weights_change():
+    """Re-parameterization (Pan et al. 2023, Sec. 3.3): inference with I + W == the training-time layer."""
+    torch.manual_seed(7)
+    model = CausalTransformer(small_cfg(attention="slide", window=4, dropout=0.0, attn_dropout=0.0))
+    _randomize_slide(model)
+    x = torch.randn(2, 15, 32)
+    model.eval()
+    with torch.no_grad():
+        train_form = model(x)
+        model.merge_slide_shifts()
+        attn = model.blocks[0].attn
+        assert "shift_weight" in attn._slide_kwargs() and "deform_weight" not in attn._slide_kwargs()
+        merged = model(x)
+        h, st = model.prefill(x[:, :6])
+        steps = [h] + [model.step(x[:, t : t + 1], st)[0] for t in range(6, 7)]
+    torch.testing.assert_close(merged, train_form, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.cat(steps, 1), train_form[:, :7], atol=1e-6, rtol=1e-6)
+    with torch.no_grad():
+        attn.slide_deform.add_(0.1)  # an optimizer step: the merged weights are stale
+    assert "deform_weight" in attn._slide_kwargs()
+    model.train()
+    assert "deform_weight" in model.blocks[1].attn._slide_kwargs()  # training always runs Shift + DConv
+    # a fresh layer (W = 0) merges to the plain windowed kernel
+    fresh = CausalTransformer(small_cfg(attention="slide")).eval()
+    fresh.merge_slide_shifts()
+    kw = fresh.blocks[0].attn._slide_kwargs()
+    assert kw["shift_weight"] is None and kw["window"] == 3
+
+
+def test_slide_and_siamese_refusals_name_the_option():
+    with pytest.raises(ConfigError, match="window=0 is invalid"):
+        TransformerConfig(attention="slide", window=0)
+    with pytest.raises(ConfigError, match="window=80 is invalid; it exceeds the cache capacity 64"):
+        TransformerConfig(attention="slide", window=80, max_len=64)
+    with pytest.raises(ConfigError, match="final_norm=False is invalid; norm=siamese"):
+        TransformerConfig(norm="siamese", final_norm=False)
+    with pytest.raises(ConfigError, match="slide_padding='reflect'"):
+        TransformerConfig(attention="slide", slide_padding="reflect")

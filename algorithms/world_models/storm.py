@@ -114,6 +114,8 @@ class STORM(Algorithm):
         *,
         # world model (paper settings = the released config)
         encoder_channels: Sequence[int] = (32, 64, 128, 256),
+        encoder_attention: str = "none",
+        encoder_attention_stage: int = 1,
         latent_vars: int = 32,
         latent_classes: int = 32,
         unimix: float = 0.01,
@@ -171,7 +173,7 @@ class STORM(Algorithm):
             obs_shape=obs_shape, action_dim=int(action_space.n), encoder_channels=tuple(encoder_channels),
             latent_vars=latent_vars, latent_classes=latent_classes, unimix=unimix, head_hidden=head_hidden,
             head_layers=head_layers, reward_bins=reward_bins, reward_low=reward_low, reward_high=reward_high,
-            transformer=tcfg,
+            transformer=tcfg, encoder_attention=encoder_attention, encoder_attention_stage=encoder_attention_stage,
         )
         self._check_lengths(tcfg.max_len, wm_seq_len, imagine_context + imagine_horizon, act_context)
         if free_bits_mode not in FREE_BITS_MODES:

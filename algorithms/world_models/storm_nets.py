@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from rlkit.errors import ConfigError
 from rlkit.nets.heads import TwoHotSymlog, straight_through_sample, unimix_logits
+from rlkit.nets.slide2d import SlideBlock2d
 from rlkit.nets.transformer import CausalTransformer, TransformerConfig, TransformerState
 
 
@@ -46,15 +47,26 @@ def trunk_mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequent
     return nn.Sequential(*mods)
 
 
-class ConvEncoder(nn.Module):
-    """[Conv 4x4/2/1 no bias, BatchNorm, ReLU] per entry of ``channels``; [N, C, S, S] -> [N, features]."""
+ENCODER_ATTENTIONS = ("none", "slide")
 
-    def __init__(self, in_channels: int, channels: Sequence[int]) -> None:
+
+class ConvEncoder(nn.Module):
+    """[Conv 4x4/2/1 no bias, BatchNorm, ReLU] per entry of ``channels``; [N, C, S, S] -> [N, features].
+
+    ``attention='slide'``: a 2-D Slide Attention block (Pan et al. 2023; :class:`SlideBlock2d`, 3x3
+    neighbourhood, one head per 32 channels) after conv stage ``attention_stage`` (0-based)."""
+
+    def __init__(
+        self, in_channels: int, channels: Sequence[int], attention: str = "none", attention_stage: int = 1
+    ) -> None:
         super().__init__()
         mods: list[nn.Module] = []
         prev = in_channels
-        for c in channels:
+        for i, c in enumerate(channels):
             mods += [nn.Conv2d(prev, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            if attention == "slide" and i == attention_stage:
+                heads = max(1, c // 32)
+                mods.append(SlideBlock2d(c, heads=heads if c % heads == 0 else 1))
             prev = c
         self.net = nn.Sequential(*mods)
 
@@ -97,10 +109,17 @@ class WorldModelConfig:
     reward_low: float = -20.0
     reward_high: float = 20.0
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    encoder_attention: str = "none"
+    encoder_attention_stage: int = 1
 
     def __post_init__(self) -> None:
         h, w, _ = self.obs_shape
         n = len(self.encoder_channels)
+        if self.encoder_attention not in ENCODER_ATTENTIONS:
+            raise ConfigError(f"algo.encoder_attention={self.encoder_attention!r}; use one of {ENCODER_ATTENTIONS}")
+        if self.encoder_attention != "none" and not 0 <= self.encoder_attention_stage < n:
+            raise ConfigError(f"algo.encoder_attention_stage={self.encoder_attention_stage} must name one of the "
+                              f"{n} encoder stages (0..{n - 1})")
         if h != w or n < 1 or h % (2**n) or h // 2**n < 1:
             raise ConfigError(
                 f"STORM needs square frames whose side is divisible by 2^len(encoder_channels); got "
@@ -129,7 +148,7 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         c = cfg.obs_shape[2]
         d = cfg.transformer.d_model
-        self.encoder = ConvEncoder(c, cfg.encoder_channels)
+        self.encoder = ConvEncoder(c, cfg.encoder_channels, cfg.encoder_attention, cfg.encoder_attention_stage)
         features = cfg.encoder_channels[-1] * cfg.feature_size**2
         self.posterior_head = nn.Linear(features, cfg.latent_dim)
         self.decoder = ConvDecoder(cfg.latent_dim, c, cfg.encoder_channels, cfg.feature_size)

@@ -4,6 +4,10 @@
     x = tokens + pos(position); x = LayerNorm(x) (``input_norm``); x = dropout(x) (``embed_dropout``)
     post-norm block (STORM):  x = LN(x + drop(Attn(x)));  x = LN(x + drop(FFN(x)))
     pre-norm block:           x = x + drop(Attn(LN(x)));  x = x + drop(FFN(LN(x)));  final LN
+    siamese (SiameseNorm, Li et al. ICML 2026, Sec. 3): two streams x = y = embedding; block i, per
+        sublayer F: x = LN_post(x); z = drop(F(LN_in(x + LN_pre(y)))); x = x + z / c_i; y = y + z,
+        c_i = sqrt(2 (i + 1)); output LN_final(LN_a(x) + LN_b(y)). Attention sees one input per token,
+        so every kind and every rollout state work unchanged (all other ops are per token).
     Attn = out_proj(kernels.attention(q_proj x, k_proj x, v_proj x, kind=cfg.attention, gate=...))
     FFN = Linear(d_model, d_ff) -> activation -> Linear(d_ff, d_model)
 There is no output projection: h_t has seen tokens <= t only.
@@ -40,6 +44,13 @@ from a paper):
 * agent: ``n_agents`` learned agent tokens per head (init N(0, 1/head_dim)) [ours: the paper pools
   queries, which sees the future]; optional learned position biases [H, n, max_len] / [H, max_len, n] (trunc-normal
   0.02).
+* slide (Slide-Transformer, Pan et al. CVPR 2023, Sec. 3.2-3.3; causal 1-D form [ours]): softmax over
+  the last ``window`` tokens with a per-head, per-offset logit bias (``slide_bias``, init 0) and the
+  learned deformed shift (``slide_deform``): a depthwise conv W [head_dim, w, w] shared by heads (as the
+  reference code), the same for K and V, initialised to zero so that a new layer is exact windowed
+  softmax. :meth:`CausalTransformer.merge_slide_shifts` re-parameterizes it for inference (Sec. 3.3:
+  one conv with weights I + W; exact zero W runs the plain windowed kernel); the merge is dropped as soon
+  as W changes. Rollout state: ring buffers of the last w - 1 keys and values.
 * gla: q, k widths d_model * ``gla_expand_k``; low-rank forget gate log alpha =
   logsigmoid(W2 W1 x + b) / ``gla_gate_normalizer`` with rank ``gla_gate_rank`` (fla defaults 0.5, 16,
   16; fla's output RMSNorm and swish gate are not reproduced: use ``gate`` for output gating).
@@ -64,6 +75,7 @@ __all__ = [
     "TransformerState",
     "CausalSelfAttention",
     "TransformerBlock",
+    "SiameseBlock",
     "CausalTransformer",
 ]
 
@@ -101,6 +113,10 @@ class TransformerConfig:
     gla_expand_k: float = 0.5
     gla_gate_rank: int = 16
     gla_gate_normalizer: float = 16.0
+    window: int = 16  # slide: tokens each query sees (itself and window - 1 before it)
+    slide_bias: bool = True  # slide: per-head, per-offset logit bias
+    slide_deform: bool = True  # slide: learned deformed shift (zero-initialised)
+    slide_padding: str = "mask"  # slide: 'mask' offsets before the start, or 'zeros' (published)
     cache_capacity: int | None = None  # KV-cache preallocation of prefill(); None: max_len
     attention_impl: str | None = None  # 'reference' | 'triton' | None (device default)
 
@@ -112,8 +128,10 @@ class TransformerConfig:
             raise bad("d_model", self.d_model, f"it must be a positive multiple of n_heads={self.n_heads}")
         if self.n_layers < 1 or self.d_ff < 1 or self.max_len < 1:
             raise bad("n_layers/d_ff/max_len", (self.n_layers, self.d_ff, self.max_len), "all must be >= 1")
-        if self.norm not in ("post", "pre"):
-            raise bad("norm", self.norm, "use 'post' or 'pre'")
+        if self.norm not in ("post", "pre", "siamese"):
+            raise bad("norm", self.norm, "use 'post', 'pre' or 'siamese'")
+        if self.norm == "siamese" and self.final_norm is not None:
+            raise bad("final_norm", self.final_norm, "norm=siamese has its own merged output norm; leave it unset")
         if self.positions not in ("learned", "sinusoidal", "none"):
             raise bad("positions", self.positions, "use 'learned', 'sinusoidal' or 'none'")
         if self.attention not in kernels.KINDS:
@@ -131,6 +149,16 @@ class TransformerConfig:
                 (self.conv_kernel, self.n_agents),
                 "need conv_kernel >= 0, n_agents >= 1",
             )
+        if self.attention == "slide":
+            if self.window < 1:
+                raise bad("window", self.window, "slide attention needs a positive window")
+            capacity = self.cache_capacity or self.max_len
+            if self.window > capacity:
+                raise bad(
+                    "window", self.window, f"it exceeds the cache capacity {capacity} (cache_capacity or max_len)"
+                )
+            if self.slide_padding not in ("mask", "zeros"):
+                raise bad("slide_padding", self.slide_padding, "use 'mask' or 'zeros'")
         if self.attention == "gla" and int(self.head_dim * self.gla_expand_k) < 1:
             raise bad("gla_expand_k", self.gla_expand_k, "head_dim * gla_expand_k must be >= 1")
 
@@ -145,7 +173,7 @@ class TransformerConfig:
 
     @property
     def uses_final_norm(self) -> bool:
-        return self.norm == "pre" if self.final_norm is None else self.final_norm
+        return self.norm in ("pre", "siamese") if self.final_norm is None else self.final_norm
 
 
 @dataclass
@@ -199,6 +227,31 @@ class CausalSelfAttention(nn.Module):
         if kind == "gla":
             self.decay_down = nn.Linear(cfg.d_model, cfg.gla_gate_rank, bias=False)
             self.decay_up = nn.Linear(cfg.gla_gate_rank, H * dk, bias=True)
+        if kind == "slide":
+            w = cfg.window
+            self.slide_bias = nn.Parameter(torch.zeros(H, w)) if cfg.slide_bias else None
+            self.slide_deform = nn.Parameter(torch.zeros(hd, w, w)) if cfg.slide_deform else None
+            self._merged: tuple[int, Tensor | None] | None = None  # (version of slide_deform, I + W or None)
+
+    def merge_slide_shift(self) -> None:
+        """Re-parameterize the deformed shift for inference (Pan et al. 2023, Sec. 3.3): one set of shift
+        weights M = I + W (None when W is exactly zero: the plain windowed kernel). Valid until W changes."""
+        if self.slide_deform is None:
+            return
+        W = self.slide_deform.detach()
+        merged = None if not W.any() else torch.eye(W.shape[-1], device=W.device, dtype=W.dtype) + W
+        self._merged = (self.slide_deform._version, merged)
+
+    def _slide_kwargs(self) -> dict:
+        cfg = self.cfg
+        kw: dict = dict(window=cfg.window, slide_bias=self.slide_bias, padding=cfg.slide_padding)
+        if self.slide_deform is None:
+            return kw
+        if self._merged is not None and not self.training and self._merged[0] == self.slide_deform._version:
+            kw["shift_weight"] = self._merged[1]
+        else:
+            kw["deform_weight"] = self.slide_deform
+        return kw
 
     def forward(
         self,
@@ -236,6 +289,8 @@ class CausalSelfAttention(nn.Module):
         elif kind == "gla":
             logits = self.decay_up(self.decay_down(x)).view(B, T, H, dk)
             kw["log_decay"] = F.logsigmoid(logits.float()) / cfg.gla_gate_normalizer
+        elif kind == "slide":
+            kw.update(self._slide_kwargs())
         o, new_state = kernels.attention(
             q, k, v, kind=kind, state=state, return_state=return_state, impl=cfg.attention_impl, **kw
         )
@@ -275,6 +330,34 @@ class TransformerBlock(nn.Module):
         return x + self.drop_ffn(self.ffn(self.norm2(x))), state
 
 
+class SiameseBlock(TransformerBlock):
+    """SiameseNorm block i (Li et al., ICML 2026, Sec. 3; the authors' DeiT block): streams (x, y), and for
+    each sublayer F (attention, then FFN) with c_i = sqrt(2 (i + 1)):
+        x = LN_post(x);  z = drop(F(LN_in(x + LN_pre(y))));  x = x + z / c_i;  y = y + z.
+    Three LayerNorms per sublayer; ``norm1``/``norm2`` of the parent serve as the two LN_post."""
+
+    def __init__(self, cfg: TransformerConfig, index: int) -> None:
+        super().__init__(cfg)
+        self.c = math.sqrt(2.0 * (index + 1))
+        self.pre1, self.in1, self.pre2, self.in2 = (nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) for _ in range(4))
+
+    def forward(  # type: ignore[override]
+        self,
+        xy: tuple[Tensor, Tensor],
+        state: AttentionState | None = None,
+        return_state: bool = False,
+        capacity: int | None = None,
+    ) -> tuple[tuple[Tensor, Tensor], AttentionState | None]:
+        x, y = xy
+        x = self.norm1(x)
+        z, state = self.attn(self.in1(x + self.pre1(y)), state, return_state, capacity)
+        z = self.drop_attn(z)
+        x, y = x + z / self.c, y + z
+        x = self.norm2(x)
+        z = self.drop_ffn(self.ffn(self.in2(x + self.pre2(y))))
+        return (x + z / self.c, y + z), state
+
+
 def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:
     """Vaswani et al. (2017): PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos(same)."""
     half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
@@ -295,10 +378,16 @@ class CausalTransformer(nn.Module):
         self.pos_embedding = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
         self.input_norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.input_norm else nn.Identity()
         self.embed_drop = nn.Dropout(cfg.embed_dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        siamese = cfg.norm == "siamese"
+        self.blocks = nn.ModuleList(
+            SiameseBlock(cfg, i) if siamese else TransformerBlock(cfg) for i in range(cfg.n_layers)
+        )
         self.final_norm = (
             nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.uses_final_norm else nn.Identity()
         )
+        if siamese:  # SiameseNorm output: LN_final(LN_a(x) + LN_b(y))
+            self.out_norm_x = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.out_norm_y = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
 
     def _embed(self, tokens: Tensor, start: int) -> Tensor:
         cfg = self.cfg
@@ -333,9 +422,13 @@ class CausalTransformer(nn.Module):
         want_state = state is not None or return_state
         capacity = capacity or self.cfg.cache_capacity or self.cfg.max_len
         new_layers = []
+        if self.cfg.norm == "siamese":
+            x = (x, x)  # both streams start at the embedding
         for i, block in enumerate(self.blocks):
             x, st = block(x, state.layers[i] if state is not None else None, want_state, capacity)
             new_layers.append(st)
+        if self.cfg.norm == "siamese":
+            x = self.out_norm_x(x[0]) + self.out_norm_y(x[1])
         x = self.final_norm(x)
         if not want_state:
             return x
@@ -350,6 +443,11 @@ class CausalTransformer(nn.Module):
         squeeze = token.dim() == 2
         h, state = self.forward(token[:, None] if squeeze else token, state=state)
         return (h[:, 0] if squeeze else h), state
+
+    def merge_slide_shifts(self) -> None:
+        """Re-parameterize every slide layer's deformed shift for inference (see the module docstring)."""
+        for block in self.blocks:
+            block.attn.merge_slide_shift()
 
     def init_state(
         self, batch: int, *, device=None, dtype: torch.dtype = torch.float32, capacity: int | None = None
@@ -367,6 +465,7 @@ class CausalTransformer(nn.Module):
                 capacity=capacity or cfg.cache_capacity or cfg.max_len,
                 n_agents=cfg.n_agents,
                 conv_kernel=conv,
+                window=cfg.window if cfg.attention == "slide" else None,
                 device=device,
                 dtype=dtype,
             )
