@@ -28,6 +28,7 @@ from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
 from rlkit.regimes.interrupts import Preempted, stop_signals
+from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "paper")
@@ -231,8 +232,7 @@ class Regime:
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.get("num_threads"):
-            torch.set_num_threads(int(cfg.num_threads))
+        configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
         seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
         self.setup()
         self.monitor = self.build_monitor()
