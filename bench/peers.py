@@ -285,15 +285,16 @@ def worker(workload: str, side: str, device: torch.device, seconds: float, warmu
         if i >= 2 and time.perf_counter() - start > 2.0:
             break
     _settle(out, device)
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while True:
         out = fn()
         steps += 1
         if time.perf_counter() - start >= seconds:
             _settle(out, device)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             break
     return {"workload": workload, "side": side, "steps_per_s": steps / elapsed, "steps": steps,
+            "steps_per_cpu_s": steps / max(cpu, 1e-9),
             "setup_s": setup, "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
 
 
@@ -381,31 +382,38 @@ def main() -> None:
         plan.append((workload, sides))
 
     records: dict[str, dict[str, list[float]]] = {w: {s: [] for s in sides} for w, sides in plan}
+    cpu_records: dict[str, dict[str, list[float]]] = {w: {s: [] for s in sides} for w, sides in plan}
     for r in range(args.rounds):
         for workload, sides in plan:
             line = []
             for side in sides:
                 res = run_side(args, workload, side)
                 records[workload][side].append(res["steps_per_s"] if res else float("nan"))
+                cpu_records[workload][side].append(res["steps_per_cpu_s"] if res else float("nan"))
                 if res:
-                    line.append(f"{side} {res['steps_per_s']:.1f}/s (load {res['load']:.1f})")
+                    line.append(f"{side} {res['steps_per_s']:.1f}/s wall {res['steps_per_cpu_s']:.1f}/s cpu "
+                                f"(load {res['load']:.1f})")
             print(f"round {r + 1} {workload}: " + ", ".join(line), flush=True)
 
     results = {}
-    print(f"\n{'workload':10s} {'side':8s} {'steps/s':>10s} {'rlkit / side (median of rounds)':>34s}  per round")
+    print("\nsteps/s: wall clock | per CPU-second of the process (robust to other processes on shared cores); "
+          "ratio = rlkit / side, median over rounds (per-round ratios in brackets)")
+    print(f"{'workload':10s} {'side':8s} {'wall/s':>9s} {'cpu/s':>9s} {'ratio wall':>11s} {'ratio cpu':>10s}  "
+          "rounds (cpu)")
     for workload, sides in plan:
-        rl = records[workload].get("rlkit", [])
         results[workload] = {}
         for side in sides:
-            rates = records[workload][side]
-            entry = {"rates": rates, "median": statistics.median(rates)}
-            text = ""
-            if side != "rlkit" and rl:
-                ratios = [a / b for a, b in zip(rl, rates)]
-                entry.update(ratios=ratios, ratio=statistics.median(ratios))
-                text = f"{entry['ratio']:33.2f}x  " + " ".join(f"{x:.2f}" for x in ratios)
+            entry = {}
+            for kind, rec in (("wall", records), ("cpu", cpu_records)):
+                rates, rl = rec[workload][side], rec[workload].get("rlkit", [])
+                entry[kind] = {"rates": rates, "median": statistics.median(rates)}
+                if side != "rlkit" and rl:
+                    ratios = [a / b for a, b in zip(rl, rates)]
+                    entry[kind].update(ratios=ratios, ratio=statistics.median(ratios))
             results[workload][side] = entry
-            print(f"{workload:10s} {side:8s} {entry['median']:10.1f} {text}")
+            ratio = (f"{entry['wall']['ratio']:10.2f}x {entry['cpu']['ratio']:9.2f}x  ["
+                     + " ".join(f"{x:.2f}" for x in entry["cpu"]["ratios"]) + "]") if side != "rlkit" else ""
+            print(f"{workload:10s} {side:8s} {entry['wall']['median']:9.1f} {entry['cpu']['median']:9.1f} {ratio}")
     info["load_end"] = os.getloadavg()
     print(f"load average (1/5/15 min) at start {info['load_start']}, at end {info['load_end']} on "
           f"{info['cpus']} cores")

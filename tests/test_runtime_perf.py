@@ -10,8 +10,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from rlkit.algorithms.offline.td3bc import TD3BC
+
 from rlkit.errors import ConfigError
 from rlkit.replay.batch import Batch
 from rlkit.runtime import configure_runtime, default_threads
