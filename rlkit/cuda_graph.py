@@ -10,7 +10,8 @@ Rules the wrapped function must follow (TD3+BC's ``_step`` does):
 
 * it only does tensor work on the device: no host synchronisation, no Python state changes (counters live
   outside and select the *phase*, e.g. "critic only" vs "critic + actor + targets" under a policy delay);
-* its optimizers are built with ``capturable=True`` (step counts on the device);
+* its optimizers are passed in: they are switched to ``capturable`` mode (step counts on the device)
+  before the first warm-up call;
 * its random numbers come from PyTorch's CUDA generator (graph-safe: each replay advances the offset), so
   replays draw fresh noise, but not the same numbers an eager run would draw.
 
@@ -22,7 +23,7 @@ update is then done by the first replay, so every call is exactly one update.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -44,8 +45,9 @@ class GraphedUpdate:
     graph's static outputs, so a caller may keep them across steps.
     """
 
-    def __init__(self, fn: Callable[..., Any], warmup: int = 3) -> None:
-        self.fn, self.warmup = fn, int(warmup)
+    def __init__(self, fn: Callable[..., Any], optimizers: Sequence[torch.optim.Optimizer] = (),
+                 warmup: int = 3) -> None:
+        self.fn, self.warmup, self.optimizers = fn, int(warmup), list(optimizers)
         self._eager_calls: dict[Hashable, int] = {}
         self._graphs: dict[Hashable, tuple[list[torch.Tensor], torch.cuda.CUDAGraph, Any]] = {}
         self._stream: torch.cuda.Stream | None = None
@@ -66,6 +68,7 @@ class GraphedUpdate:
             return _clone(static_out)
         if self._stream is None:
             self._stream = torch.cuda.Stream()
+        make_capturable(self.optimizers)
         done = self._eager_calls.get(key, 0)
         if done < self.warmup:  # eager warm-up on a side stream (allocator, cuBLAS handles, lazy state)
             self._eager_calls[key] = done + 1
@@ -82,6 +85,18 @@ class GraphedUpdate:
             static_out = self.fn(static_batch, *phase)
         self._graphs[key] = (static_in, graph, static_out)
         return self(batch, *phase)  # recording ran no kernels: the first replay does this call's update
+
+
+def make_capturable(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    """Put the optimizers in capturable mode (step counts on the parameters' device).  Needed again after
+    ``load_state_dict``, which restores the saved ``capturable`` flag (e.g. from an eager run's checkpoint)."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["capturable"] = True
+        for param, state in opt.state.items():
+            step = state.get("step") if isinstance(state, dict) else None
+            if isinstance(step, torch.Tensor) and step.device != param.device:
+                state["step"] = step.to(device=param.device, dtype=torch.float32)
 
 
 def _tensors(batch: Mapping[str, Any]) -> list[torch.Tensor]:

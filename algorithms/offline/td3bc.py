@@ -83,7 +83,7 @@ class TD3BC(OfflineActorCritic):
         if compile:
             self._losses = {k: torch.compile(fn) for k, fn in self._losses.items()}
         #: ``cuda_graph=True``: the whole step (both phases of the policy delay) recorded as CUDA graphs
-        self._graphed = GraphedUpdate(self._step) if cuda_graph else None
+        self._graphed = GraphedUpdate(self._step, (self.actor_opt, self.critic_opt)) if cuda_graph else None
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return torch.tanh(self.actor(obs))

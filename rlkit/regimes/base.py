@@ -120,6 +120,8 @@ class Regime:
         self.best_score: float | None = None
         self.last_eval: EvalResult | None = None
         self.provenance: dict[str, Any] | None = None
+        #: thread count and subnormal flushing chosen at start (rlkit.runtime.configure_runtime)
+        self.runtime: dict[str, Any] | None = None
         self.averager = MetricAverager()
         self.eval_env = None
         self.algo = None
@@ -232,7 +234,7 @@ class Regime:
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
+        self.runtime = configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
         seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
         self.setup()
         self.monitor = self.build_monitor()
@@ -336,6 +338,7 @@ class Regime:
             "git_commit": git_commit(),
             "versions": package_versions(),
             "device": str(self.device),
+            "runtime": self.runtime,
             "config_fingerprint": config_fingerprint(self.cfg)[0],
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
