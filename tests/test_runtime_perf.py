@@ -101,3 +101,18 @@ def test_cuda_graph_resumes_from_eager_checkpoint():
     assert torch.isfinite(metrics["train/critic_loss"])
     assert all(not torch.equal(a, b) for a, b in zip(before, graphed.critic.parameters()))
     assert graphed.num_updates == 12
+
+
+def test_cql_samples_n_actions_from_one_actor_forward():
+    """``CQL._sample`` (one actor pass, n draws) equals running the actor on n copies of each state."""
+    from rlkit.algorithms.offline.cql import CQL
+
+    algo = CQL(OBS, ACT, "cpu", actor_hidden=(32, 32), critic_hidden=(32, 32))
+    obs = torch.randn(7, 5)
+    torch.manual_seed(3)
+    reference = algo.actor(obs.expand(4, *obs.shape)).rsample_with_log_prob()
+    torch.manual_seed(3)
+    actions, log_probs = algo._sample(obs, 4)
+    assert actions.shape == (4, 7, 2) and log_probs.shape == (4, 7)
+    torch.testing.assert_close(actions, reference[0])
+    torch.testing.assert_close(log_probs, reference[1])
