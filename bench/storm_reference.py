@@ -11,7 +11,8 @@ Both sides: the paper's model (transformer 2 layers x 512, 8 heads; 2x512 actor 
 imagination 128 contexts x (8 context + 16 imagined steps).  Three figures per side: one world-model update,
 one imagination rollout (no gradients), one imagination + actor-critic update.  Every side and round is a
 fresh process (rlkit, reference, rlkit, ...); each figure is the median of ``--repeats`` calls after one
-warm-up call, the ratio ``reference time / rlkit time`` is taken per round and its median printed.
+warm-up call (CPU time of the process on the CPU, so that other tenants of shared cores do not count; wall
+clock on CUDA); the ratio ``reference time / rlkit time`` is taken per round and its median printed.
 
 The reference hard-codes ``device="cuda"``; on CPU this script maps those allocations to the CPU
 (``torch.zeros(..., device="cuda")`` and ``Tensor.cuda()`` inside the reference's modules only) and stubs
@@ -39,18 +40,21 @@ FIGURES = ("world_model_update", "imagination", "imagination_actor_critic")
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:
+    """Median seconds per call: wall clock on CUDA, CPU time of this process on the CPU (robust to other
+    processes on shared cores; with one thread it is the call's compute time)."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     fn()
     sync()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
