@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.algorithms.offline.awac import AWAC  # noqa: E402
-from rlkit.algorithms.offline.cql import CQL  # noqa: E402
-from rlkit.algorithms.offline.iql import IQL  # noqa: E402
-from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-from rlkit.replay.batch import Batch  # noqa: E402
+from rlkit.algorithms.offline.awac import AWAC
+from rlkit.algorithms.offline.cql import CQL
+from rlkit.algorithms.offline.iql import IQL
+from rlkit.algorithms.offline.td3bc import TD3BC
+from rlkit.replay.batch import Batch
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah
 

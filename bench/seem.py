@@ -22,10 +22,11 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
-from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-from rlkit.diagnostics.monitor import DiagnosticsMonitor  # noqa: E402
-from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix  # noqa: E402
-from rlkit.replay.batch import Batch  # noqa: E402
+
+from rlkit.algorithms.offline.td3bc import TD3BC
+from rlkit.diagnostics.monitor import DiagnosticsMonitor
+from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix
+from rlkit.replay.batch import Batch
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 

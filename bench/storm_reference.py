@@ -62,6 +62,7 @@ def timed(fn, repeats: int, device: torch.device) -> float:
 def rlkit_side(device: torch.device, repeats: int) -> dict[str, float]:
     import gymnasium as gym
     import numpy as np
+
     from rlkit.algorithms.world_models.storm import STORM
 
     algo = STORM(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), gym.spaces.Discrete(ACTIONS), device=device,

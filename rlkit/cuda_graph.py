@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from rlkit.errors import ConfigError
+from rlkit.replay.batch import Batch
 
 
 def require_cuda(device: torch.device, option: str = "algo.cuda_graph") -> None:
@@ -40,7 +41,7 @@ def require_cuda(device: torch.device, option: str = "algo.cuda_graph") -> None:
 class GraphedUpdate:
     """``fn(batch, *phase) -> outputs`` recorded once per (phase, batch layout), then replayed.
 
-    ``batch`` is a mapping of tensors (nested mappings allowed, e.g. a decoupled ``policy_batch``); the
+    ``batch`` is a mapping of tensors (nested mappings and a :class:`Batch`'s ``policy_batch`` allowed); the
     outputs are tensors in dicts, tuples, NamedTuples or dataclasses; replays return clones of the
     graph's static outputs, so a caller may keep them across steps.
     """
@@ -99,21 +100,30 @@ def make_capturable(optimizers: Sequence[torch.optim.Optimizer]) -> None:
                 state["step"] = step.to(device=param.device, dtype=torch.float32)
 
 
+def _policy_batch(batch: Mapping[str, Any]) -> Batch | None:
+    """The decoupled policy batch a :class:`Batch` carries beside its columns (None for other mappings)."""
+    return batch.policy_batch if isinstance(batch, Batch) else None
+
+
 def _tensors(batch: Mapping[str, Any]) -> list[torch.Tensor]:
-    """The batch's tensors in key order, nested mappings depth first."""
+    """The batch's tensors in key order, nested mappings depth first, then its policy batch's."""
     out: list[torch.Tensor] = []
     for value in batch.values():
         if isinstance(value, Mapping):
             out.extend(_tensors(value))
         elif isinstance(value, torch.Tensor):
             out.append(value)
+    policy = _policy_batch(batch)
+    if policy is not None:
+        out.extend(_tensors(policy))
     return out
 
 
 def _structure(batch: Mapping[str, Any]) -> Hashable:
     """Keys, nesting and non-tensor values: two batches with the same structure share a graph."""
-    return tuple((k, _structure(v) if isinstance(v, Mapping) else ("T" if isinstance(v, torch.Tensor) else v))
-                 for k, v in batch.items())
+    policy = _policy_batch(batch)
+    return (tuple((k, _structure(v) if isinstance(v, Mapping) else ("T" if isinstance(v, torch.Tensor) else v))
+                  for k, v in batch.items()), None if policy is None else _structure(policy))
 
 
 def _rebuild(batch: Mapping[str, Any], tensors) -> Mapping[str, Any]:
@@ -126,7 +136,11 @@ def _rebuild(batch: Mapping[str, Any], tensors) -> Mapping[str, Any]:
             items[key] = next(tensors)
         else:
             items[key] = value
-    return type(batch)(items)
+    copy = type(batch)(items)
+    policy = _policy_batch(batch)
+    if policy is not None:
+        copy.policy_batch = _rebuild(policy, tensors)
+    return copy
 
 
 def _clone(out: Any) -> Any:

@@ -12,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from rlkit.algorithms.offline.td3bc import TD3BC
 
+from rlkit.algorithms.offline.td3bc import TD3BC
 from rlkit.errors import ConfigError
 from rlkit.replay.batch import Batch
 from rlkit.runtime import configure_runtime, default_threads
@@ -74,7 +74,7 @@ def test_cuda_graph_update_matches_eager():
         torch.testing.assert_close(a, b)
     kept = []
     for batch in _batches(20, "cuda"):  # 3 eager warm-ups per phase, then replays of both phases
-        m_eager, m_graph = eager.update(batch), graphed.update(batch)
+        m_eager, m_graph = eager.update(batch).metrics, graphed.update(batch).metrics
         kept.append(m_graph["train/critic_loss"])
         torch.testing.assert_close(m_graph["train/critic_loss"], m_eager["train/critic_loss"], rtol=1e-4, atol=1e-5)
         assert set(m_graph) == set(m_eager)
@@ -97,7 +97,7 @@ def test_cuda_graph_resumes_from_eager_checkpoint():
     graphed.load_state_dict(eager.state_dict())
     before = [p.detach().clone() for p in graphed.critic.parameters()]
     for batch in batches[4:]:
-        metrics = graphed.update(batch)
+        metrics = graphed.update(batch).metrics
     assert torch.isfinite(metrics["train/critic_loss"])
     assert all(not torch.equal(a, b) for a, b in zip(before, graphed.critic.parameters()))
     assert graphed.num_updates == 12
@@ -116,3 +116,18 @@ def test_cql_samples_n_actions_from_one_actor_forward():
     assert actions.shape == (4, 7, 2) and log_probs.shape == (4, 7)
     torch.testing.assert_close(actions, reference[0])
     torch.testing.assert_close(log_probs, reference[1])
+
+
+def test_graph_inputs_cover_the_policy_batch():
+    """The tensors a graph copies in include a decoupled policy batch, and the rebuilt batch keeps it."""
+    from rlkit.cuda_graph import _rebuild, _structure, _tensors
+
+    main, policy = _batches(2, "cpu")
+    main.policy_batch = policy
+    leaves = _tensors(main)
+    assert len(leaves) == len(main) + len(policy)
+    copy = _rebuild(main, iter([t.clone() for t in leaves]))
+    assert isinstance(copy, Batch) and copy.policy_batch is not None
+    torch.testing.assert_close(copy.policy_batch.obs, policy.obs)
+    assert copy.policy_batch.obs.data_ptr() != policy.obs.data_ptr()
+    assert _structure(main) != _structure(_batches(1, "cpu")[0])  # with vs without a policy batch
