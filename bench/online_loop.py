@@ -56,7 +56,8 @@ def bare_rate(env_id: str, steps: int) -> float:
 
 def train_rate(algo: str, env: str, steps: int, warmup: int, extra: list[str]) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
-        log_every = max((steps - warmup) // 2, 1)
+        # two log records inside the measured phase: after the warm-up (train) or over the whole run (loop)
+        log_every = max((steps - warmup) // 2, 1) if warmup < steps else max(steps // 4, 1)
         cmd = [sys.executable, "-m", "rlkit.cli", "train", f"algo={algo}", f"env={env}", f"train.steps={steps}",
                f"train.warmup_steps={warmup}", f"train.log_interval={log_every}", "eval.interval=0",
                "eval.final_episodes=1", "eval.num_envs=1", "logging.progress=false", "logging.tensorboard=false",
