@@ -19,14 +19,10 @@ the identity), "slide+deform" adds the learned deformed shift (the training-time
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rlkit import kernels  # noqa: E402
 from rlkit.nets.transformer import CausalTransformer, TransformerConfig  # noqa: E402

@@ -11,7 +11,7 @@ hits every variant alike.  ``--compile`` adds rlkit's TD3+BC with
 
     python bench/offline_update.py                     # CPU, 2 threads
     python bench/offline_update.py --compile           # also torch.compile
-    python bench/offline_update.py --device cuda --updates 2000
+    python bench/offline_update.py --device cuda --updates 2000 --cuda-graph
 
 Target (issue 3): rlkit TD3+BC >= 1.3x the plain eager update.
 """
@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -31,13 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlkit.algorithms.offline.awac import AWAC  # noqa: E402
-from rlkit.algorithms.offline.cql import CQL  # noqa: E402
-from rlkit.algorithms.offline.iql import IQL  # noqa: E402
-from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-from rlkit.replay.batch import Batch  # noqa: E402
+from rlkit.algorithms.offline.awac import AWAC
+from rlkit.algorithms.offline.cql import CQL
+from rlkit.algorithms.offline.iql import IQL
+from rlkit.algorithms.offline.td3bc import TD3BC
+from rlkit.replay.batch import Batch
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah
 
@@ -172,6 +168,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="also time TD3+BC with torch.compile")
     parser.add_argument("--all", action="store_true", help="also time AWAC")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="also time TD3+BC with cuda_graph=True (whole update replayed as CUDA graphs)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -189,6 +187,9 @@ def main() -> None:
     }
     if args.all:
         variants["rlkit AWAC"] = (AWAC(obs_space, act_space, device).update, batches)
+    if args.cuda_graph:
+        variants["rlkit TD3+BC (cuda_graph)"] = (TD3BC(obs_space, act_space, device, cuda_graph=True).update,
+                                                 batches)
     compile_time = None
     if args.compile:
         compiled = TD3BC(obs_space, act_space, device, compile=True)

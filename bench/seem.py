@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rlkit.algorithms.offline.td3bc import TD3BC  # noqa: E402
-from rlkit.diagnostics.monitor import DiagnosticsMonitor  # noqa: E402
-from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix  # noqa: E402
-from rlkit.replay.batch import Batch  # noqa: E402
+from rlkit.algorithms.offline.td3bc import TD3BC
+from rlkit.diagnostics.monitor import DiagnosticsMonitor
+from rlkit.diagnostics.seem import functional_critic, seem_from_matrix, seem_matrix
+from rlkit.replay.batch import Batch
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 

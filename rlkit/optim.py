@@ -10,12 +10,17 @@ import torch
 
 
 def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, capturable: bool = False) -> torch.optim.Adam:
+    """Adam (Kingma & Ba 2015), fused where supported.  ``capturable=True`` keeps the step count on the
+    device so the step can be recorded in a CUDA graph (:mod:`rlkit.cuda_graph`)."""
     params = list(params)
+    kwargs = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+    if capturable:
+        kwargs["capturable"] = True
     try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(params, fused=True, **kwargs)
     except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+        return torch.optim.Adam(params, foreach=True, **kwargs)
 
 
 def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 1e-2) -> torch.optim.AdamW:

@@ -123,8 +123,13 @@ class CQL(OfflineActorCritic):
         return dist.mode if deterministic else dist.rsample_with_log_prob()[0]
 
     def _sample(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` policy actions per state: ``(n, B, |A|)`` actions and ``(n, B)`` log-probabilities."""
-        return self.actor(obs.expand(n, *obs.shape)).rsample_with_log_prob()
+        """``n`` policy actions per state: ``(n, B, |A|)`` actions and ``(n, B)`` log-probabilities.
+
+        One actor forward on the ``B`` states; the ``n`` draws share its ``π(·|s)`` (the reference code runs
+        the actor on ``n`` copies of each state, which computes the same distribution ``n`` times)."""
+        dist = self.actor(obs)
+        shape = (n, *dist.mean.shape)
+        return TanhGaussian(dist.mean.expand(shape), dist.log_std.expand(shape)).rsample_with_log_prob()
 
     def _q_many(self, critic: QEnsemble, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``Q_k(s_i, a_ji)`` for ``(n, B, |A|)`` actions in one stacked forward: ``(E, n, B)``."""

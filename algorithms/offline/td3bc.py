@@ -18,7 +18,9 @@ Defaults (``configs/algo/td3bc.yaml``) are the paper's: α = 2.5, σ = 0.2, c = 
 τ = 0.005, Adam 3e-4 for actor and critic, 2x256 MLPs, γ = 0.99, batch 256, 1M steps, state
 standardisation ``(s - μ) / (σ + 1e-3)``.  Actions live in ``[-1, 1]`` inside the algorithm (the paper's
 ``max_action`` is 1 on every D4RL task; for other boxes the BC term is measured in normalised units).
-``compile=True`` runs the two loss functions through ``torch.compile``.
+``compile=True`` runs the two loss functions through ``torch.compile``; ``cuda_graph=True`` (CUDA only)
+records the whole update -- losses, backward passes, fused Adam steps (``capturable``), Polyak updates --
+as one CUDA graph per policy-delay phase and replays it (:mod:`rlkit.cuda_graph`).
 
 For the SEEM divergence study (Yue et al. NeurIPS 2023; README command of its code) ``bc_coef=0`` removes the BC term
 (plain TD3 on offline data), ``tau=1.0`` makes the target a hard copy, and ``optimizer=sgd`` replaces Adam for
@@ -34,6 +36,7 @@ import torch
 
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
+from rlkit.cuda_graph import GraphedUpdate, require_cuda
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
@@ -48,7 +51,7 @@ class TD3BC(OfflineActorCritic):
                  hidden: Sequence[int] = (256, 256), critic_layernorm: bool = False,
                  normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
                  reward_shift: float = 0.0, reweight_eval: bool = False, compile: bool = False,
-                 bc_coef: float = 1.0, optimizer: str = "adam") -> None:
+                 cuda_graph: bool = False, bc_coef: float = 1.0, optimizer: str = "adam") -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
@@ -60,7 +63,14 @@ class TD3BC(OfflineActorCritic):
         self._views = {"q1": self.critic.member(0)}  # a view, kept out of the state dict
         if optimizer not in ("adam", "sgd"):
             raise ConfigError(f"bad value for 'algo.optimizer': {optimizer!r}; choose adam or sgd")
-        make_opt = adam if optimizer == "adam" else (lambda params, lr: torch.optim.SGD(params, lr=lr, foreach=True))
+        if cuda_graph:
+            require_cuda(self.device)
+        if optimizer == "adam":
+            def make_opt(params, lr):
+                return adam(params, lr, capturable=cuda_graph)
+        else:
+            def make_opt(params, lr):
+                return torch.optim.SGD(params, lr=lr, foreach=True)
         self.actor_opt = make_opt(self.actor.parameters(), actor_lr)
         self.critic_opt = make_opt(self.critic.parameters(), critic_lr)
         self.bc_coef, self.optimizer = float(bc_coef), optimizer
@@ -72,6 +82,8 @@ class TD3BC(OfflineActorCritic):
         self._losses = {"critic": self.critic_loss, "actor": self.actor_loss}
         if compile:
             self._losses = {k: torch.compile(fn) for k, fn in self._losses.items()}
+        #: ``cuda_graph=True``: the whole step (both phases of the policy delay) recorded as CUDA graphs
+        self._graphed = GraphedUpdate(self._step, (self.actor_opt, self.critic_opt)) if cuda_graph else None
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return torch.tanh(self.actor(obs))
@@ -104,12 +116,19 @@ class TD3BC(OfflineActorCritic):
 
     def update(self, batch) -> UpdateResult:
         self.num_updates += 1
+        actor_step = self.num_updates % self.policy_delay == 0
+        if self._graphed is not None:
+            return self._graphed(batch, actor_step, self.priority_feedback)
+        return self._step(batch, actor_step, self.priority_feedback)
+
+    def _step(self, batch, actor_step: bool, with_priorities: bool) -> UpdateResult:
+        """One update's tensor work (critic; with ``actor_step`` also actor and targets); no host state."""
         critic_loss, q, target = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
-                                                batch.terminated, self.eval_weights(batch))
+                                                        batch.terminated, self.eval_weights(batch))
         step(self.critic_opt, critic_loss)
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.mean()}
 
-        if self.num_updates % self.policy_delay == 0:
+        if actor_step:
             pb = policy_batch(batch)
             actor_loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights)
             step(self.actor_opt, actor_loss, self._actor_params)
@@ -117,7 +136,7 @@ class TD3BC(OfflineActorCritic):
             polyak_update(self.actor, self.actor_target, self.tau)
             metrics.update({"train/actor_loss": actor_loss.detach(), "train/bc_loss": bc_loss,
                             "train/lambda": lmbda})
-        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+        return UpdateResult(metrics, td_priorities(q, target) if with_priorities else None)
 
     def critic_for_diagnostics(self):
         """``Q1(obs, act)`` and ``π(obs)`` on normalised observations and actions in [-1, 1]."""

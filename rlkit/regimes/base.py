@@ -28,6 +28,7 @@ from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
 from rlkit.logger import MetricAverager, Progress, RunLogger
 from rlkit.regimes.interrupts import Preempted, stop_signals
+from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "paper")
@@ -119,6 +120,8 @@ class Regime:
         self.best_score: float | None = None
         self.last_eval: EvalResult | None = None
         self.provenance: dict[str, Any] | None = None
+        #: thread count and subnormal flushing chosen at start (rlkit.runtime.configure_runtime)
+        self.runtime: dict[str, Any] | None = None
         self.averager = MetricAverager()
         self.eval_env = None
         self.algo = None
@@ -231,8 +234,7 @@ class Regime:
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.get("num_threads"):
-            torch.set_num_threads(int(cfg.num_threads))
+        self.runtime = configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
         seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
         self.setup()
         self.monitor = self.build_monitor()
@@ -336,6 +338,7 @@ class Regime:
             "git_commit": git_commit(),
             "versions": package_versions(),
             "device": str(self.device),
+            "runtime": self.runtime,
             "config_fingerprint": config_fingerprint(self.cfg)[0],
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
