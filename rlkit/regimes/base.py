@@ -182,6 +182,7 @@ class Regime:
             "best_score": self.best_score,
             "last_eval": self.last_eval,
             "elapsed": self.logger.elapsed,
+            "runtime": self.runtime,
         }
 
     def save(self) -> Path:
@@ -246,6 +247,11 @@ class Regime:
                                       "drop resume=true to start a new run")
             resume_payload = found[1]
             self.restore(resume_payload)
+            saved_runtime = resume_payload.get("runtime")
+            if cfg.get("num_threads") is None and saved_runtime and saved_runtime != self.runtime:
+                # the load-based thread count is the run's, not the resumption's: intra-op reductions depend
+                # on it, so a resumed run keeps the original count to stay bit-exact on CPU
+                self.runtime = configure_runtime(saved_runtime["num_threads"], saved_runtime["flush_denormal"])
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
                                 resume_step=self.step if resume_payload else None,
                                 elapsed=resume_payload["elapsed"] if resume_payload else 0.0)
