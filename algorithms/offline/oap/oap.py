@@ -1,0 +1,267 @@
+"""OAP: offline RL boosted by action-preference queries (Yang, Wang, Lin, Song & Huang, ICML 2023,
+"Boosting Offline Reinforcement Learning with Action Preference Query"), wrapped around a base offline
+algorithm through the algorithm contract.
+
+The base (TD3+BC, the paper's main instantiation, or IQL, its AntMaze/Adroit choice) stays unchanged: OAP
+hands it a batch whose decoupled policy batch (``Batch.policy_batch``, the batch its policy terms read)
+carries the *preferred* action ``ã_i`` in its ``action`` column, so
+
+* TD3+BC's constraint becomes ``max_π E[λ Q(s, π(s)) - (π(s) - ã)²]`` (paper eq. 6, Sec. 4.3);
+* IQL's actor becomes ``max_π E[exp(β (Q̄(s, ã) - V(s))) log π(ã | s)]`` -- the natural analogue (the
+  paper gives no formula): the weighted likelihood of the preferred action, weighted by its advantage;
+
+while the critic (and IQL's value) still train on the dataset actions of the main batch.
+
+Algorithm 1 of the paper, with the run's own update counter ``t``:
+
+1. ``ã_i ← a_i`` for every row;
+2. each update: one base update with BC target ``ã``;
+3. after the updates of a query round (:mod:`.selection`): compute ``π(s_i)`` on every row, select the rows
+   to query by ``||π(s_i) - a_i||²`` (unqueried first), ask the oracle (:mod:`.oracles`), record
+   ``(s_k, a_k, π_k(s_k), label_k)``, train the RankNet (:mod:`.ranknet`) for ``ranknet_epochs`` on every
+   queried row and pseudo-label every unqueried row.
+
+Target of a policy-preferred row (paper Sec. 4.3 is compatible with both readings): ``target=frozen``
+(default, the literal reading of Algorithm 1) stores the policy action of the round that labelled the
+row; ``target=live`` uses the current ``π(s)`` at every update, which removes the constraint on that row.
+
+Ablations (paper Sec. 5.3, Table 3): ``ranknet=false`` labels queried rows only; ``query_limit=null``
+queries every row each round (OAP(∞)); ``schedule=end`` spends the whole budget in one round
+``query_period`` updates before the end (OAP-FT) instead of spreading it (OAP-Interval).
+
+A query round runs under a forked torch RNG seeded from ``(seed, round)``, so the base's random stream is
+the same with or without OAP and a resumed run replays the rounds exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.algorithm import Algorithm, UpdateResult
+from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch
+from rlkit.algorithms.offline.oap.oracles import (
+    ORACLES,
+    EnvReturnOracle,
+    FileOracle,
+    PreferenceOracle,
+    load_expert_oracle,
+)
+from rlkit.algorithms.offline.oap.ranknet import RankNet, prefers_policy, train_ranknet
+from rlkit.algorithms.offline.oap.selection import round_size, round_steps, select_queries
+from rlkit.errors import ConfigError
+from rlkit.replay import Batch
+from rlkit.utils import derive_seed
+
+TARGETS = ("frozen", "live")
+
+
+def build_base(base: Mapping[str, Any], observation_space, action_space, device) -> OfflineActorCritic:
+    """The base offline algorithm from its config block (``_target_`` and its parameters)."""
+    from hydra.utils import get_class
+
+    params = dict(base)
+    target = params.pop("_target_", None)
+    if not target:
+        raise ConfigError("algo.base has no _target_; name the base algorithm class (e.g. "
+                          "rlkit.algorithms.offline.td3bc.TD3BC)")
+    cls = get_class(str(target))
+    if not (isinstance(cls, type) and issubclass(cls, OfflineActorCritic)):
+        raise ConfigError(f"algo.base._target_={target} is not an offline actor-critic algorithm; OAP wraps "
+                          "TD3BC or IQL")
+    try:
+        return cls(observation_space, action_space, device, **params)
+    except TypeError as exc:
+        raise ConfigError(f"bad algo.base parameters for {target.rsplit('.', 1)[-1]}: {exc}") from None
+
+
+class OAP(Algorithm):
+    """OAP around an :class:`OfflineActorCritic` base (see the module docstring)."""
+
+    regimes = ("offline",)
+    observation = "vector"
+    action = "continuous"
+    provides_priorities = True
+    state_attributes = ("num_updates", "queries_used", "rounds_done", "oracle_calls")
+
+    def __init__(self, observation_space, action_space, device="cpu", *, base: Mapping[str, Any],
+                 env_id: str, max_steps: int, seed: int = 0, oracle: str = "expert",
+                 oracle_checkpoint: str | None = None, oracle_file: str | None = None, oracle_horizon: int = 100,
+                 query_limit: int | None = 100_000, query_period: int = 100_000, schedule: str = "interval",
+                 unqueried_first: bool = True, ranknet: bool = True, ranknet_epochs: int = 100,
+                 ranknet_hidden: Sequence[int] = (512, 256), ranknet_dropout: float = 0.5,
+                 ranknet_lr: float = 1e-3, ranknet_batch_size: int = 256, target: str = "frozen") -> None:
+        self.base = build_base(base, observation_space, action_space, device)
+        super().__init__(observation_space, action_space, device)
+        if target not in TARGETS:
+            raise ConfigError(f"bad value for 'algo.target': {target!r}; choose frozen or live")
+        if query_limit is not None and int(query_limit) < 0:
+            raise ConfigError(f"algo.query_limit must be >= 0 or null (unlimited), got {query_limit}")
+        self.seed, self.env_id, self.target = int(seed), str(env_id), target
+        self.query_limit = None if query_limit is None else int(query_limit)
+        self.schedule = round_steps(int(max_steps), int(query_period), schedule)
+        self.unqueried_first, self.use_ranknet = bool(unqueried_first), bool(ranknet)
+        self.ranknet_epochs, self.ranknet_batch_size = int(ranknet_epochs), int(ranknet_batch_size)
+        self.oracle = self._build_oracle(oracle, oracle_checkpoint, oracle_file, int(oracle_horizon))
+        with torch.random.fork_rng(devices=[]):  # the RankNet's init leaves the base's RNG stream alone
+            torch.manual_seed(derive_seed(self.seed, "oap ranknet init"))
+            self.ranknet = RankNet(self.obs_dim, self.action_dim, ranknet_hidden, ranknet_dropout).to(self.device)
+        self.ranknet_opt = torch.optim.Adam(self.ranknet.parameters(), lr=float(ranknet_lr))
+        self.num_updates = 0
+        self.queries_used = 0
+        self.rounds_done = 0
+        self.oracle_calls = 0
+        self._data: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ construction
+    def _build_oracle(self, name: str, checkpoint: str | None, path: str | None, horizon: int) -> PreferenceOracle:
+        if name not in ORACLES:
+            raise ConfigError(f"bad value for 'algo.oracle': {name!r}; choose {', '.join(ORACLES)}")
+        if name == "file":
+            if not path:
+                raise ConfigError("algo.oracle=file needs algo.oracle_file=PATH (a CSV with header row,preferred)")
+            return FileOracle(path)
+        if name == "env_return":
+            return EnvReturnOracle(self.env_id, horizon)
+        return load_expert_oracle(self.env_id, checkpoint, self.observation_space, self.action_space, self.device)
+
+    @property
+    def priority_feedback(self) -> bool:
+        return self.base.priority_feedback
+
+    @priority_feedback.setter
+    def priority_feedback(self, value: bool) -> None:
+        self.base.priority_feedback = value
+
+    # ------------------------------------------------------------------ contract
+    def on_dataset(self, dataset) -> None:
+        """Base setup, the oracle's check, the dataset tensors and the initial labels ``ã_i = a_i``."""
+        self.base.on_dataset(dataset)
+        self.oracle.bind(dataset)
+        obs = torch.as_tensor(dataset.observations, device=self.device)
+        mean, std = (torch.as_tensor(x, device=self.device) for x in dataset.observation_stats(eps=1e-3))
+        self._data = {"obs": obs, "action": torch.as_tensor(dataset.actions, device=self.device),
+                      "obs_mean": mean, "obs_std": std}
+        n, a = dataset.size, self.action_dim
+        #: the preferred action ``ã_i`` (env scale) and whether it is the policy's
+        self.target_action = self._data["action"].clone()
+        self.prefer_policy = torch.zeros(n, dtype=torch.bool, device=self.device)
+        #: the query set ``D_q`` (one entry per queried row, its latest query)
+        self.queried = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.query_policy_action = torch.zeros(n, a, device=self.device)
+        self.query_label = torch.zeros(n, dtype=torch.bool, device=self.device)
+
+    def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = True):
+        return self.base.act(obs, state, deterministic)
+
+    def critic_for_diagnostics(self):
+        return self.base.critic_for_diagnostics()
+
+    def update(self, batch) -> UpdateResult:
+        self.num_updates += 1
+        result = self.base.update(self.with_preferred_actions(batch))
+        metrics = dict(result.metrics)
+        if self.rounds_done < len(self.schedule) and self.num_updates == self.schedule[self.rounds_done]:
+            metrics.update(self.query_round())
+        metrics["oap/queries"] = float(self.queries_used)
+        return UpdateResult(metrics, result.priorities)
+
+    def with_preferred_actions(self, batch):
+        """``batch`` with a policy batch whose ``action`` column holds ``ã`` of its rows (the main batch and
+        its dataset actions are untouched: the critic still trains on them)."""
+        pb = policy_batch(batch)
+        rows = pb.indices.long()
+        target = self.target_action[rows]
+        if self.target == "live":
+            with torch.no_grad():
+                target = torch.where(self.prefer_policy[rows, None], self.policy_env_action(pb.obs), target)
+        preferred = Batch(pb)
+        preferred["action"] = target
+        return Batch(batch, policy_batch=preferred)
+
+    # ------------------------------------------------------------------ query rounds
+    @torch.no_grad()
+    def policy_env_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The base's deterministic action (env scale) on raw observations."""
+        base = self.base
+        action = base.policy_action(base.obs_norm(obs), True).clamp(-1.0, 1.0)
+        return action * base.action_scale + base.action_bias
+
+    def _all_policy_actions(self, chunk: int = 65536) -> torch.Tensor:
+        obs = self._data["obs"]
+        return torch.cat([self.policy_env_action(obs[i:i + chunk]) for i in range(0, obs.shape[0], chunk)])
+
+    def _ranknet_inputs(self, rows: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = (self._data["obs"][rows] - self._data["obs_mean"]) / self._data["obs_std"]
+        return obs, self.base.from_env_action(action)
+
+    def _ranknet_prefers_policy(self, rows: torch.Tensor, data_action: torch.Tensor,
+                                policy_action: torch.Tensor) -> torch.Tensor:
+        obs, a = self._ranknet_inputs(rows, data_action)
+        return prefers_policy(self.ranknet, obs, a, self.base.from_env_action(policy_action))
+
+    def query_round(self) -> dict[str, float]:
+        """One round of Algorithm 1 (module docstring); returns its metrics."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(derive_seed(self.seed, f"oap query round {self.rounds_done}"))
+            metrics = self._query_round()
+        self.rounds_done += 1
+        return metrics
+
+    def _query_round(self) -> dict[str, float]:
+        data_action = self._data["action"]
+        pi = self._all_policy_actions()
+        divergence = (self.base.from_env_action(pi) - self.base.from_env_action(data_action)).pow(2).sum(-1)
+        candidates = self.oracle.candidates(self.device)
+        n_candidates = data_action.shape[0] if candidates is None else int(candidates.numel())
+        k = round_size(self.query_limit, self.queries_used, len(self.schedule) - self.rounds_done, n_candidates)
+        rows = select_queries(divergence, self.queried, k, self.unqueried_first, candidates)
+        metrics: dict[str, float] = {}
+        labels = self.oracle.prefer(self._data["obs"][rows], data_action[rows], pi[rows], rows,
+                                    policy=self.policy_env_action)
+        if self.use_ranknet and self.rounds_done > 0 and rows.numel():  # before training on the new queries
+            guess = self._ranknet_prefers_policy(rows, data_action[rows], pi[rows])
+            metrics["oap/agreement"] = float((guess == labels).float().mean())
+        self.queried[rows] = True
+        self.query_policy_action[rows] = pi[rows]
+        self.query_label[rows] = labels
+        self.queries_used += int(rows.numel())
+        self.oracle_calls = self.oracle.calls
+
+        q_rows = torch.nonzero(self.queried).squeeze(-1)
+        prefer = torch.zeros_like(self.prefer_policy)
+        prefer[q_rows] = self.query_label[q_rows]
+        target = data_action.clone()
+        if self.use_ranknet and q_rows.numel():
+            obs, a = self._ranknet_inputs(q_rows, data_action[q_rows])
+            metrics.update(train_ranknet(self.ranknet, self.ranknet_opt, obs, a,
+                                         self.base.from_env_action(self.query_policy_action[q_rows]),
+                                         self.query_label[q_rows], self.ranknet_epochs, self.ranknet_batch_size))
+            u_rows = torch.nonzero(~self.queried).squeeze(-1)
+            pseudo = self._ranknet_prefers_policy(u_rows, data_action[u_rows], pi[u_rows])
+            prefer[u_rows] = pseudo
+            target[u_rows] = torch.where(pseudo[:, None], pi[u_rows], data_action[u_rows])
+        target[q_rows] = torch.where(self.query_label[q_rows, None], self.query_policy_action[q_rows],
+                                     data_action[q_rows])
+        self.prefer_policy.copy_(prefer)
+        self.target_action.copy_(target)
+        metrics.update({"oap/round": float(self.rounds_done + 1), "oap/round_queries": float(rows.numel()),
+                        "oap/oracle_policy_preferred": float(labels.float().mean()) if rows.numel() else 0.0,
+                        "oap/policy_preferred": float(prefer.float().mean()),
+                        "oap/divergence_queried": float(divergence[rows].mean()) if rows.numel() else 0.0})
+        return metrics
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "base": self.base.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "base" not in state:
+            raise KeyError("checkpoint lacks algorithm state ['base']")
+        self.base.load_state_dict(state["base"])
+        super().load_state_dict({k: v for k, v in state.items() if k != "base"})
+        self.oracle.calls = self.oracle_calls

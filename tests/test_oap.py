@@ -1,0 +1,223 @@
+"""OAP (Yang et al. ICML 2023): query selection and budget, RankNet, the oracles' interface and label
+file, and the identity with the base update when the oracle always prefers the dataset action."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rlkit.algorithms.offline.oap import OAP
+from rlkit.algorithms.offline.oap.oracles import EnvReturnOracle, FileOracle, PreferenceOracle
+from rlkit.algorithms.offline.oap.ranknet import RankNet, prefers_policy, train_ranknet
+from rlkit.algorithms.offline.oap.selection import round_size, round_steps, select_queries
+from rlkit.errors import ConfigError
+from tests.helpers import dataset_batch
+from tests.test_offline_algorithms import ACT_SPACE, OBS_SPACE, random_dataset
+
+H = [32, 32]
+TD3BC_BASE = {"_target_": "rlkit.algorithms.offline.td3bc.TD3BC", "hidden": H}
+IQL_BASE = {"_target_": "rlkit.algorithms.offline.iql.IQL", "hidden": H, "max_steps": 100}
+
+
+def label_file(tmp_path, rows, value="dataset", name="labels.csv"):
+    path = tmp_path / name
+    path.write_text("row,preferred\n" + "".join(f"{r},{value}\n" for r in rows))
+    return str(path)
+
+
+class FirstActionOracle(PreferenceOracle):
+    """Prefers the action with the larger first component (a closed-form oracle for the tests)."""
+
+    def _prefer(self, states, dataset_actions, policy_actions, rows, policy):
+        return policy_actions[:, 0] > dataset_actions[:, 0]
+
+
+def make_oap(tmp_path, base=TD3BC_BASE, oracle_rows=None, **kw):
+    ds = random_dataset()
+    rows = range(ds.size) if oracle_rows is None else oracle_rows
+    params = {"query_limit": 40, "query_period": 5, "max_steps": 20, "ranknet_epochs": 3,
+              "ranknet_hidden": [16], **kw}
+    torch.manual_seed(0)
+    algo = OAP(OBS_SPACE, ACT_SPACE, base=base, env_id="toy", oracle="file",
+               oracle_file=label_file(tmp_path, rows), **params)
+    algo.on_dataset(ds)
+    return algo, ds
+
+
+def batches(ds, n, seed=1, size=32):
+    rng = np.random.default_rng(seed)
+    return [dataset_batch(ds, rng.integers(0, ds.size, size)) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- selection
+def test_selection_picks_largest_divergence_and_prefers_unqueried():
+    div = torch.tensor([0.1, 5.0, 3.0, 4.0, 0.2, 2.0])
+    queried = torch.tensor([False, True, False, True, False, False])
+    assert select_queries(div, queried, 3, unqueried_first=True).tolist() == [2, 5, 4]
+    assert select_queries(div, queried, 3, unqueried_first=False).tolist() == [1, 3, 2]
+    # once the unqueried rows are used up, the queried ones follow by divergence
+    assert select_queries(div, queried, 6, unqueried_first=True).tolist() == [2, 5, 4, 0, 1, 3]
+    # candidates restrict the choice
+    assert select_queries(div, queried, 2, True, candidates=torch.tensor([0, 1, 4])).tolist() == [4, 0]
+
+
+def test_round_schedule_and_sizes_spend_the_budget_exactly():
+    assert round_steps(100, 25, "interval") == [25, 50, 75]
+    assert round_steps(100, 25, "end") == [75]
+    with pytest.raises(ConfigError, match="query_period"):
+        round_steps(100, 100, "interval")
+    used, sizes = 0, []
+    for left in (3, 2, 1):
+        sizes.append(round_size(10, used, left, 1000))
+        used += sizes[-1]
+    assert sizes == [3, 3, 4] and used == 10
+    assert round_size(None, 0, 2, 77) == 77  # unlimited: every candidate
+
+
+def test_budget_holds_exactly_across_rounds_and_resume(tmp_path):
+    algo, ds = make_oap(tmp_path, query_limit=37)
+    data = batches(ds, 20)
+    for b in data[:8]:
+        algo.update(b)
+    state, rng = copy.deepcopy(algo.state_dict()), torch.get_rng_state()  # the regime saves both
+    for b in data[8:]:
+        algo.update(b)
+    assert algo.queries_used == 37 == int(algo.queried.sum()) == algo.oracle.calls
+    assert algo.rounds_done == 3
+
+    resumed, _ = make_oap(tmp_path, query_limit=37)
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    for b in data[8:]:
+        resumed.update(b)
+    assert resumed.queries_used == 37 and resumed.oracle.calls == 37
+    assert torch.equal(resumed.target_action, algo.target_action)
+    assert torch.equal(resumed.prefer_policy, algo.prefer_policy)
+    for p, q in zip(resumed.base.actor.parameters(), algo.base.actor.parameters()):
+        assert torch.equal(p, q)
+
+
+# --------------------------------------------------------------------------------------------- RankNet
+def test_ranknet_learns_a_separable_preference():
+    torch.manual_seed(0)
+    n = 512
+    obs = torch.randn(n, 3)
+    a, pi = torch.rand(n, 2) * 2 - 1, torch.rand(n, 2) * 2 - 1
+    label = pi[:, 0] > a[:, 0]  # the policy wins iff its first action component is larger
+    net = RankNet(3, 2, (64, 64), dropout=0.1)
+    stats = train_ranknet(net, torch.optim.Adam(net.parameters(), 3e-3), obs[:400], a[:400], pi[:400],
+                          label[:400], epochs=60, batch_size=64)
+    assert stats["oap/ranknet_accuracy"] > 0.95
+    held_out = (prefers_policy(net, obs[400:], a[400:], pi[400:]) == label[400:]).float().mean()
+    assert held_out > 0.9
+
+
+# --------------------------------------------------------------------------------------------- identity
+@pytest.mark.parametrize("base", [TD3BC_BASE, IQL_BASE], ids=["td3bc", "iql"])
+@pytest.mark.parametrize("ranknet", [True, False])
+def test_dataset_preferring_oracle_equals_the_base_update_bit_for_bit(tmp_path, base, ranknet):
+    # with the RankNet on, every row is queried (unlimited budget), so no pseudo-label can differ from the
+    # oracle; its training runs under a forked RNG and must leave the base's random stream alone
+    limit = None if ranknet else 40
+    algo, ds = make_oap(tmp_path, base=base, ranknet=ranknet, query_limit=limit)
+    from hydra.utils import get_class
+
+    params = {k: v for k, v in base.items() if k != "_target_"}
+    torch.manual_seed(0)
+    reference = get_class(base["_target_"])(OBS_SPACE, ACT_SPACE, **params)
+    reference.on_dataset(ds)
+    reference.load_state_dict(algo.base.state_dict())
+    torch.manual_seed(5)
+    data = batches(ds, 20)
+    for b in data:
+        algo.update(b)
+    assert not algo.prefer_policy.any()  # everything labelled: the dataset action
+    torch.manual_seed(5)
+    for b in data:
+        reference.update(b)
+    assert algo.rounds_done == 3 and algo.queries_used == (3 * ds.size if ranknet else 40)
+    for name, module in reference._stateful_attributes().items():
+        mine = algo.base._stateful_attributes()[name]
+        if isinstance(module, torch.nn.Module):
+            for p, q in zip(module.state_dict().values(), mine.state_dict().values()):
+                assert torch.equal(p, q), name
+
+
+def test_policy_preferred_rows_move_the_bc_target(tmp_path):
+    algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4)
+    algo.oracle = FirstActionOracle()
+    for b in batches(ds, 2):
+        algo.update(b)
+    pi = algo.query_policy_action
+    expected = pi[:, 0] > torch.as_tensor(ds.actions[:, 0])
+    assert algo.queried.sum() == 400 and torch.equal(algo.prefer_policy[algo.queried], expected[algo.queried])
+    rows = torch.nonzero(algo.prefer_policy).squeeze(-1)
+    assert rows.numel() > 0
+    assert torch.equal(algo.target_action[rows], pi[rows])
+    batch = dataset_batch(ds, rows[:8].numpy())
+    wrapped = algo.with_preferred_actions(batch)
+    assert torch.equal(wrapped.action, batch.action)  # the critic keeps the dataset actions
+    assert torch.equal(wrapped.policy_batch.action, pi[rows[:8]])
+
+
+def test_live_target_follows_the_current_policy(tmp_path):
+    algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4, target="live")
+    algo.oracle = FirstActionOracle()
+    for b in batches(ds, 2):
+        algo.update(b)
+    rows = torch.nonzero(algo.prefer_policy).squeeze(-1)[:8]
+    wrapped = algo.with_preferred_actions(dataset_batch(ds, rows.numpy()))
+    assert torch.allclose(wrapped.policy_batch.action, algo.policy_env_action(wrapped.obs))
+
+
+def test_unlimited_queries_label_every_row_each_round(tmp_path):
+    algo, ds = make_oap(tmp_path, query_limit=None, ranknet=False)
+    for b in batches(ds, 20):
+        algo.update(b)
+    assert algo.queries_used == 3 * ds.size and bool(algo.queried.all())
+
+
+# --------------------------------------------------------------------------------------------- oracles
+def test_label_file_is_checked_with_line_numbers(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("row,preferred\n0,dataset\n1,maybe\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        FileOracle(bad)
+    bad.write_text("row,label\n0,dataset\n")
+    with pytest.raises(ConfigError, match="line 1"):
+        FileOracle(bad)
+    oracle = FileOracle(label_file(tmp_path, [0, 5, 999], "policy"))
+    with pytest.raises(ConfigError, match="line 4: row 999 is outside the dataset"):
+        oracle.bind(random_dataset())
+    answers = oracle.prefer(torch.zeros(2, 4), torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([5, 0]))
+    assert answers.tolist() == [True, True] and oracle.calls == 2
+
+
+def test_expert_oracle_without_a_shipped_critic_names_the_fix():
+    with pytest.raises(ConfigError, match="algo.oracle_checkpoint=RUN_DIR"):
+        OAP(OBS_SPACE, ACT_SPACE, base=TD3BC_BASE, env_id="pendulum", max_steps=10, query_period=5)
+
+
+def test_env_return_oracle_refuses_unrestorable_envs_and_ranks_rollouts():
+    with pytest.raises(ConfigError, match="cannot restore env 'antmaze-umaze'"):
+        EnvReturnOracle("antmaze-umaze")
+    from rlkit import envs
+
+    env = envs.make("hopper")
+    obs, _ = env.reset(seed=0)
+    oracle = EnvReturnOracle("hopper", horizon=5, num_envs=2)
+    state = torch.as_tensor(np.stack([obs, obs]), dtype=torch.float32)
+    zero = lambda o: torch.zeros(o.shape[0], 3)  # noqa: E731
+    # hopper's reward: forward velocity + healthy bonus - 1e-3 |a|² -- a zero action beats a saturated one
+    # on the control cost when the rest of the rollout is the same, so the first answer is "dataset"
+    data, pol = torch.zeros(2, 3), torch.ones(2, 3)
+    returns_zero = oracle.returns(state.double().numpy(), data.numpy(), zero, torch.device("cpu"))
+    again = oracle.returns(state.double().numpy(), data.numpy(), zero, torch.device("cpu"))
+    assert np.array_equal(returns_zero, again)  # restoring the state makes rollouts repeatable
+    answer = oracle.prefer(state, data, pol, torch.tensor([0, 1]), policy=zero)
+    returns_one = oracle.returns(state.double().numpy(), pol.numpy(), zero, torch.device("cpu"))
+    assert answer.tolist() == (returns_one > returns_zero).tolist()
+    assert oracle.calls == 2
