@@ -15,6 +15,10 @@ Recipe (D4RL's, on rlkit's own SAC):
 
 The files land in ``rlkit/data/policies/`` with their evaluation returns and training steps inside; the
 README lists them.
+
+``python -m rlkit.data.behaviour RUN <task> --critic`` exports only ``<task>-expert-critic.pt``: the twin
+critic of the run's best-evaluated checkpoint (stored in float16 to keep the file small), the preference
+oracle of OAP (Yang et al. 2023, Sec. 4.1: the expert's ``Q*``).
 """
 
 from __future__ import annotations
@@ -84,12 +88,46 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
     return summary
 
 
+def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR) -> dict:
+    """Write ``<task>-expert-critic.pt`` (``{"algo_config", "critic", **info}``, critic in float16) from the
+    best-evaluated checkpoint of an rlkit SAC run; returns the info."""
+    import io
+
+    import torch
+
+    from rlkit.utils import atomic_write_bytes
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    low, high = reference("d4rl", task)
+    ckpt_dir = run_dir / "checkpoints"
+    available = [(s, m, sd) for s, m, sd in eval_curve(run_dir) if checkpoint_path(ckpt_dir, s).exists()]
+    if not available:
+        raise DatasetError(f"{run_dir} has no evaluated checkpoint; train with checkpoint.interval equal to "
+                           "eval.interval and checkpoint.keep=0")
+    step, mean, std = max(available, key=lambda x: x[1])
+    payload = load_checkpoint(checkpoint_path(ckpt_dir, step))
+    critic = {k: v.to(torch.float16) for k, v in payload["algo"]["critic"].items()}
+    info = {"task": task, "level": "expert-critic", "train_steps": step, "eval_return_mean": mean,
+            "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
+            "normalized_score": float(100 * (mean - low) / (high - low))}
+    buffer = io.BytesIO()
+    torch.save({"algo_config": OmegaConf.to_container(cfg.algo, resolve=True), "critic": critic, **info}, buffer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / f"{task}-expert-critic.pt", buffer.getvalue())
+    return info
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Export shipped behaviour policies from a SAC run.")
     parser.add_argument("run_dir")
     parser.add_argument("task", choices=("hopper", "halfcheetah", "walker2d", "ant"))
     parser.add_argument("--medium-fraction", type=float, default=1 / 3)
+    parser.add_argument("--critic", action="store_true", help="export only <task>-expert-critic.pt (OAP's oracle)")
     ns = parser.parse_args()
+    if ns.critic:
+        print(json.dumps(export_critic(ns.run_dir, ns.task), indent=2, default=float))
+        return
     print(json.dumps(export(ns.run_dir, ns.task, medium_fraction=ns.medium_fraction), indent=2, default=float))
 
 

@@ -166,7 +166,6 @@ class OAP(Algorithm):
         metrics = dict(result.metrics)
         if self.rounds_done < len(self.schedule) and self.num_updates == self.schedule[self.rounds_done]:
             metrics.update(self.query_round())
-        metrics["oap/queries"] = float(self.queries_used)
         return UpdateResult(metrics, result.priorities)
 
     def with_preferred_actions(self, batch):
@@ -249,7 +248,9 @@ class OAP(Algorithm):
                                      data_action[q_rows])
         self.prefer_policy.copy_(prefer)
         self.target_action.copy_(target)
-        metrics.update({"oap/round": float(self.rounds_done + 1), "oap/round_queries": float(rows.numel()),
+        # logged at rounds only: the logger averages a log window, and the count is constant between rounds
+        metrics.update({"oap/queries": float(self.queries_used), "oap/round": float(self.rounds_done + 1),
+                        "oap/round_queries": float(rows.numel()),
                         "oap/oracle_policy_preferred": float(labels.float().mean()) if rows.numel() else 0.0,
                         "oap/policy_preferred": float(prefer.float().mean()),
                         "oap/divergence_queried": float(divergence[rows].mean()) if rows.numel() else 0.0})
