@@ -221,3 +221,29 @@ def test_env_return_oracle_refuses_unrestorable_envs_and_ranks_rollouts():
     returns_one = oracle.returns(state.double().numpy(), pol.numpy(), zero, torch.device("cpu"))
     assert answer.tolist() == (returns_one > returns_zero).tolist()
     assert oracle.calls == 2
+
+
+# --------------------------------------------------------------------------------------------- end to end
+def test_cli_run_resumes_exactly_and_spends_the_budget_once(compose_cfg, tmp_path, hopper_random_file):
+    """``rlkit train algo=oap`` through the offline regime, interrupted between two query rounds and resumed:
+    the same metrics as an uninterrupted run, and exactly ``query_limit`` queries in total."""
+    from rlkit import trainer
+    from rlkit.regimes.offline import OfflineRegime
+    from tests.helpers import at_step, interrupt, metric_records
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("row,preferred\n" + "".join(f"{r},{'policy' if r % 3 else 'dataset'}\n" for r in range(1500)))
+    overrides = ["algo=oap", "env=hopper-random", f"env.dataset.path={hopper_random_file}",
+                 "env.dataset.source=file", "train.steps=60", "train.log_interval=10", "eval.interval=30",
+                 "eval.episodes=1", "eval.num_envs=1", "checkpoint.interval=20", "train.batch_size=32",
+                 "algo.base.hidden=[32,32]", "algo.ranknet_hidden=[32]", "algo.ranknet_epochs=2",
+                 "algo.query_limit=50", "algo.query_period=20", "algo.oracle=file", f"algo.oracle_file={labels}"]
+    full = trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'full'}"))
+    cut = tmp_path / "cut"
+    with at_step(OfflineRegime, 30, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose_cfg(*overrides, f"run_dir={cut}"))
+    resumed = trainer.run(compose_cfg(*overrides, f"run_dir={cut}", "resume=true"))
+    assert metric_records(tmp_path / "full") == metric_records(cut)
+    assert full["final_normalized_score"] == resumed["final_normalized_score"]
+    queries = [r["oap/queries"] for r in metric_records(cut) if "oap/queries" in r]
+    assert queries == [25.0, 50.0]
