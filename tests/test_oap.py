@@ -201,6 +201,23 @@ def test_expert_oracle_without_a_shipped_critic_names_the_fix():
         OAP(OBS_SPACE, ACT_SPACE, base=TD3BC_BASE, env_id="pendulum", max_steps=10, query_period=5)
 
 
+def test_shipped_hopper_critic_answers_and_breaks_ties_for_the_dataset():
+    from rlkit import envs
+    from rlkit.algorithms.offline.oap.oracles import load_expert_oracle
+
+    env = envs.make("hopper")
+    oracle = load_expert_oracle("hopper", None, env.observation_space, env.action_space, torch.device("cpu"))
+    assert oracle.description["train_steps"] > 0 and "normalized_score" in oracle.description
+    obs = torch.as_tensor(np.stack([env.reset(seed=i)[0] for i in range(16)]), dtype=torch.float32)
+    a = torch.rand(16, 3) * 2 - 1
+    assert not oracle.prefer(obs, a, a.clone(), torch.arange(16)).any()  # equal actions: the dataset's
+    b = torch.rand(16, 3) * 2 - 1
+    forward, backward = oracle.prefer(obs, a, b, torch.arange(16)), oracle.prefer(obs, b, a, torch.arange(16))
+    q_a, q_b = oracle.q_fn(obs, a), oracle.q_fn(obs, b)
+    assert torch.equal(forward, q_b > q_a) and torch.equal(backward, q_a > q_b)
+    assert oracle.calls == 48
+
+
 def test_env_return_oracle_refuses_unrestorable_envs_and_ranks_rollouts():
     with pytest.raises(ConfigError, match="cannot restore env 'antmaze-umaze'"):
         EnvReturnOracle("antmaze-umaze")
