@@ -146,6 +146,14 @@ def test_dataset_preferring_oracle_equals_the_base_update_bit_for_bit(tmp_path, 
                 assert torch.equal(p, q), name
 
 
+def test_a_query_round_leaves_the_global_rng_alone(tmp_path):
+    algo, ds = make_oap(tmp_path, query_limit=40, ranknet_epochs=5)
+    state = torch.get_rng_state()
+    metrics = algo.query_round()
+    assert "oap/ranknet_loss" in metrics and algo.queries_used == 13
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_policy_preferred_rows_move_the_bc_target(tmp_path):
     algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4)
     algo.oracle = FirstActionOracle()

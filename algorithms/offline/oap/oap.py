@@ -235,12 +235,12 @@ class OAP(Algorithm):
         prefer = torch.zeros_like(self.prefer_policy)
         prefer[q_rows] = self.query_label[q_rows]
         target = data_action.clone()
-        if self.use_ranknet and q_rows.numel():
+        u_rows = torch.nonzero(~self.queried).squeeze(-1)
+        if self.use_ranknet and q_rows.numel() and u_rows.numel():  # nothing to pseudo-label: no training
             obs, a = self._ranknet_inputs(q_rows, data_action[q_rows])
             metrics.update(train_ranknet(self.ranknet, self.ranknet_opt, obs, a,
                                          self.base.from_env_action(self.query_policy_action[q_rows]),
                                          self.query_label[q_rows], self.ranknet_epochs, self.ranknet_batch_size))
-            u_rows = torch.nonzero(~self.queried).squeeze(-1)
             pseudo = self._ranknet_prefers_policy(u_rows, data_action[u_rows], pi[u_rows])
             prefer[u_rows] = pseudo
             target[u_rows] = torch.where(pseudo[:, None], pi[u_rows], data_action[u_rows])
