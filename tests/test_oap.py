@@ -13,6 +13,7 @@ from rlkit.algorithms.offline.oap import OAP
 from rlkit.algorithms.offline.oap.oracles import EnvReturnOracle, FileOracle, PreferenceOracle
 from rlkit.algorithms.offline.oap.ranknet import RankNet, prefers_policy, train_ranknet
 from rlkit.algorithms.offline.oap.selection import round_size, round_steps, select_queries
+from rlkit.algorithms.offline.td3bc import TD3BC
 from rlkit.errors import ConfigError
 from tests.helpers import dataset_batch
 from tests.test_offline_algorithms import ACT_SPACE, OBS_SPACE, random_dataset
@@ -214,6 +215,13 @@ def test_shipped_hopper_critic_answers_and_breaks_ties_for_the_dataset():
     from rlkit.algorithms.offline.oap.oracles import load_expert_oracle
 
     env = envs.make("hopper")
+    # building OAP with this oracle draws exactly the random numbers of building its base (same RNG stream)
+    torch.manual_seed(3)
+    TD3BC(env.observation_space, env.action_space, hidden=H)
+    after_base = torch.get_rng_state()
+    torch.manual_seed(3)
+    OAP(env.observation_space, env.action_space, base=TD3BC_BASE, env_id="hopper", max_steps=10, query_period=5)
+    assert torch.equal(torch.get_rng_state(), after_base)
     oracle = load_expert_oracle("hopper", None, env.observation_space, env.action_space, torch.device("cpu"))
     assert oracle.description["train_steps"] > 0 and "normalized_score" in oracle.description
     obs = torch.as_tensor(np.stack([env.reset(seed=i)[0] for i in range(16)]), dtype=torch.float32)

@@ -105,8 +105,8 @@ class OAP(Algorithm):
         self.schedule = round_steps(int(max_steps), int(query_period), schedule)
         self.unqueried_first, self.use_ranknet = bool(unqueried_first), bool(ranknet)
         self.ranknet_epochs, self.ranknet_batch_size = int(ranknet_epochs), int(ranknet_batch_size)
-        self.oracle = self._build_oracle(oracle, oracle_checkpoint, oracle_file, int(oracle_horizon))
-        with torch.random.fork_rng(devices=[]):  # the RankNet's init leaves the base's RNG stream alone
+        with torch.random.fork_rng(devices=[]):  # building the oracle and the RankNet leaves the base's RNG alone
+            self.oracle = self._build_oracle(oracle, oracle_checkpoint, oracle_file, int(oracle_horizon))
             torch.manual_seed(derive_seed(self.seed, "oap ranknet init"))
             self.ranknet = RankNet(self.obs_dim, self.action_dim, ranknet_hidden, ranknet_dropout).to(self.device)
         self.ranknet_opt = torch.optim.Adam(self.ranknet.parameters(), lr=float(ranknet_lr))
