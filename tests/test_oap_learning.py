@@ -6,6 +6,10 @@ critic as oracle, 3k queries (10% of the rows, as 1e5 of D4RL's 1e6) in 4 rounds
 per round (the paper: 100; CPU budget). Score: mean D4RL-normalised return over the last 3 evaluations (the paper:
 last 10). The comparison is printed with bootstrap CIs (``rlkit.evaluation.statistics``); the test asserts that both
 learn and that OAP spent exactly its budget, not which one wins.
+
+Measured (2 shared CPU cores, load 30-40): last-3 mean TD3+BC 36.9 [32.6, 39.7] (38.4, 32.6, 39.7), OAP 29.0
+[23.4, 37.0] (37.0, 26.8, 23.4); OAP - TD3+BC -7.9 [-16.4, -1.4]: the 7.5-score oracle prefers the policy's action
+on 92-98% of the later queries and OAP loses its constraint on ~80% of the rows.
 """
 
 from __future__ import annotations
