@@ -280,3 +280,29 @@ def test_cli_run_resumes_exactly_and_spends_the_budget_once(compose_cfg, tmp_pat
     assert full["final_normalized_score"] == resumed["final_normalized_score"]
     queries = [r["oap/queries"] for r in metric_records(cut) if "oap/queries" in r]
     assert queries == [25.0, 50.0]
+
+
+def test_expert_oracle_from_a_sac_run_and_from_its_exported_critic(compose_cfg, tmp_path):
+    """The recipe of the shipped critic: an rlkit SAC run, then ``python -m rlkit.data.behaviour RUN TASK --critic``;
+    the run directory and the exported float16 file give the same preferences."""
+    from rlkit import envs, trainer
+    from rlkit.algorithms.offline.oap.oracles import load_expert_oracle
+    from rlkit.data.behaviour import export_critic
+
+    run = tmp_path / "sac"
+    trainer.run(compose_cfg("algo=sac", "env=hopper", "train.steps=300", "train.warmup_steps=100",
+                            "train.batch_size=32", "algo.hidden=[32,32]", "eval.interval=150", "eval.episodes=1",
+                            "eval.num_envs=1", "checkpoint.interval=150", "checkpoint.keep=0", f"run_dir={run}"))
+    info = export_critic(run, "hopper", tmp_path / "out")
+    assert info["train_steps"] in (150, 300) and "normalized_score" in info
+    env = envs.make("hopper")
+    spaces = (env.observation_space, env.action_space, torch.device("cpu"))
+    from_file = load_expert_oracle("hopper", str(tmp_path / "out" / "hopper-expert-critic.pt"), *spaces)
+    from_run = load_expert_oracle("hopper", str(run), *spaces)
+    obs = torch.as_tensor(np.stack([env.reset(seed=i)[0] for i in range(64)]), dtype=torch.float32)
+    a, b = torch.rand(64, 3) * 2 - 1, torch.rand(64, 3) * 2 - 1
+    if info["train_steps"] == 300:  # the newest checkpoint is the best one: the same critic, rounded to float16
+        assert torch.allclose(from_file.q_fn(obs, a), from_run.q_fn(obs, a), rtol=1e-2, atol=1e-2)
+    assert from_file.prefer(obs, a, b, torch.arange(64)).dtype == torch.bool
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_expert_oracle("hopper", str(tmp_path / "missing"), *spaces)
