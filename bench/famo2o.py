@@ -8,7 +8,7 @@ difference of the final scores.  Runs already finished under ``--out`` are reuse
 
 CPU-sized check (minutes per run)::
 
-    python bench/famo2o.py --offline-steps 3000 --online-steps 3000 --seeds 0 1 2
+    python bench/famo2o.py --offline-steps 2500 --online-steps 2500 --seeds 0 1 2
 
 The paper's setting on a GPU (1M + 1M steps, 6 seeds, IQL, D4RL hopper-medium-replay-v2)::
 
@@ -77,8 +77,8 @@ def main() -> None:
     parser.add_argument("--base", default="iql", choices=["iql", "awac", "cql"])
     parser.add_argument("--env", default="hopper-medium-replay")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--offline-steps", type=int, default=3000)
-    parser.add_argument("--online-steps", type=int, default=3000)
+    parser.add_argument("--offline-steps", type=int, default=2500)
+    parser.add_argument("--online-steps", type=int, default=2500)
     parser.add_argument("--eval-interval", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
