@@ -8,7 +8,8 @@ Per-update order:
 * **IQL** (released code): V (expectile vs the target Q) -> balance model and its temperature (every
   ``balance_every`` updates) -> universal model ``-mean min(exp(β_i (Q̄ - V)), 100) log π_u(a_i|s_i, β_i)``
   (eq. 9, new V) -> Q (TD with the new V) -> Polyak.  The balance loss scores the universal model's
-  Gaussian sample with the target critic, as IQL's actor reads ``Q̄``.
+  Gaussian sample with the target critic, as IQL's actor reads ``Q̄``.  Online ``β_i`` come from the
+  balance model after its step (the released code samples the one before it: one step apart).
 * **AWAC** (not released; built like the IQL variant): Q (TD with ``a' ~ π_u(·|s', β' ~ π_b(·|s'))``) ->
   balance model (current critic, which AWAC's actor reads) -> universal model with
   ``A_i = min_k Q_k(s_i, a_i) - min_k Q_k(s_i, ã_i)``, ``ã_i ~ π_u(·|s_i, β_i)``, weight
