@@ -29,7 +29,8 @@ What it implements:
 * ``state_dict()`` / ``load_state_dict()`` -- every module, optimizer, scheduler, tensor and counter for
   exact resume (the default collects them from the attributes);
 * optional hooks with do-nothing defaults: ``on_dataset(dataset)``, ``reset_state(state, done)``,
-  ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM).
+  ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM), ``begin_phase(phase)`` (the
+  ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-REGIMES = ("offline", "online", "pretrain", "finetune")
+REGIMES = ("offline", "online", "offline_to_online", "pretrain", "finetune")
 OBSERVATION_KINDS = ("vector", "pixels", "any")
 ACTION_KINDS = ("continuous", "discrete", "any")
 
@@ -134,6 +135,10 @@ class Algorithm:
     # ------------------------------------------------------------------ optional hooks
     def on_dataset(self, dataset) -> None:
         """Called once with the offline dataset before training (normalizers, reward scaling, ...)."""
+
+    def begin_phase(self, phase: str) -> None:
+        """Called by multi-phase regimes (``offline_to_online``) when ``phase`` (``"offline"`` | ``"online"``)
+        starts, and again after a resume; an algorithm that trains differently per phase switches here."""
 
     def reset_state(self, state: Any, done: np.ndarray) -> Any:
         """The acting state after the envs flagged in ``done`` ended their episodes (stateless: unchanged)."""

@@ -130,6 +130,9 @@ def _print_summary(summary: dict) -> None:
             f"{summary['final_return']:.2f}")
     if score is not None:
         text += f", normalized score {score:.2f}"
+    phases = summary.get("phases")
+    if phases and None not in phases.values():
+        text += f" (offline phase {phases['offline']:.2f} -> online {phases['online']:.2f})"
     print(text + f" -> {summary.get('run_dir')}", file=sys.stderr)
 
 

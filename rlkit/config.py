@@ -4,7 +4,9 @@
 ``sampler/<name>.yaml`` with the user's overrides, then
 
 1. applies the algorithm's per-environment-family defaults (``algo.per_family.<family>``, e.g. IQL's
-   AntMaze expectile) to every key the user did not set on the command line,
+   AntMaze expectile), then its per-regime defaults for an explicit ``regime=`` (``algo.per_regime.<regime>``,
+   e.g. IQL's constant learning rate when fine-tuning online), to every key the user did not set on the
+   command line,
 2. checks every value whose default in ``config.yaml`` has a type against that type, and the few
    enumerated keys against their choices.
 
@@ -227,7 +229,9 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
 
 def finalize(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """Apply per-family algorithm defaults and validate types (also used for Hydra multirun jobs)."""
-    apply_family_defaults(cfg, _user_keys(overrides))
+    user_keys = _user_keys(overrides)
+    apply_family_defaults(cfg, user_keys)
+    apply_regime_defaults(cfg, user_keys)
     validate(cfg)
     return cfg
 
@@ -240,6 +244,18 @@ def apply_family_defaults(cfg: DictConfig, user_keys: set[str]) -> None:
         return
     with open_dict(cfg):
         for key, value in _flatten(OmegaConf.to_container(per_family[family], resolve=False)).items():
+            if f"algo.{key}" not in user_keys:
+                OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
+
+
+def apply_regime_defaults(cfg: DictConfig, user_keys: set[str]) -> None:
+    """Merge ``algo.per_regime[regime]`` into ``algo`` for keys the user did not override (``regime=`` given)."""
+    regime = OmegaConf.select(cfg, "regime")
+    per_regime = OmegaConf.select(cfg, "algo.per_regime")
+    if not regime or per_regime is None or regime not in per_regime:
+        return
+    with open_dict(cfg):
+        for key, value in _flatten(OmegaConf.to_container(per_regime[regime], resolve=False)).items():
             if f"algo.{key}" not in user_keys:
                 OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
 

@@ -82,9 +82,11 @@ class RunLogger:
     def elapsed(self) -> float:
         return time.time() - self._start
 
-    def log(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
+    def log(self, step: int, metrics: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> dict[str, float]:
+        """Write one record: ``step``, ``time``, the string ``tags`` (e.g. the training phase; JSONL only)
+        and the metrics as floats; returns the floats."""
         values = to_floats(metrics)
-        record = {"step": int(step), "time": round(self.elapsed, 3), **values}
+        record = {"step": int(step), "time": round(self.elapsed, 3), **(tags or {}), **values}
         self._file.write(json.dumps(record, allow_nan=True) + "\n")
         if self._tb is not None:
             for key, value in values.items():

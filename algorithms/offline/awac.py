@@ -13,7 +13,8 @@ equals resampling in expectation); ``c_i = w_i`` only with ``reweight_eval=True`
 the actor term (its ``Q``, ``V`` and log-likelihood) reads ``batch["policy_batch"]``.
 
 Defaults follow CORL (the paper's offline D4RL setting is not pinned by the paper itself): actor and
-twin critics 3x256 ReLU MLPs with PyTorch's default init; Gaussian actor with an unsquashed mean and a
+twin critics 3x256 ReLU MLPs (``actor_hidden``/``critic_hidden`` set them apart; ``actor_weight_decay`` adds
+Adam weight decay to the actor) with PyTorch's default init; Gaussian actor with an unsquashed mean and a
 state-independent log-std (init 0, clipped to [-20, 2]); Adam 3e-4 for both; τ = 5e-3; γ = 0.99;
 batch 256; states standardised with ``std + 1e-3`` (CORL always normalises).  λ = 1/3 (``awac_lambda``:
 CORL's D4RL locomotion configs use 0.3333, its code default is 1.0; FamO2O's AWAC coefficient range
@@ -63,17 +64,21 @@ class AWAC(OfflineActorCritic):
 
     def __init__(self, observation_space, action_space, device="cpu", *, awac_lambda: float = 1.0 / 3.0,
                  actor_lr: float = 3e-4, critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 5e-3,
-                 hidden: Sequence[int] = (256, 256, 256), critic_layernorm: bool = False,
+                 hidden: Sequence[int] = (256, 256, 256), actor_hidden: Sequence[int] | None = None,
+                 critic_hidden: Sequence[int] | None = None, actor_weight_decay: float = 0.0,
+                 critic_layernorm: bool = False,
                  normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
                  reward_shift: float = 0.0, reweight_eval: bool = False) -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
         obs_dim, act_dim = self.obs_dim, self.action_dim
-        self.actor = GaussianActor(obs_dim, act_dim, hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, act_dim, hidden, 2, layernorm=critic_layernorm).to(self.device)
+        actor_hidden = hidden if actor_hidden is None else actor_hidden
+        critic_hidden = hidden if critic_hidden is None else critic_hidden
+        self.actor = GaussianActor(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden).to(self.device)
+        self.critic = QEnsemble(obs_dim, act_dim, critic_hidden, 2, layernorm=critic_layernorm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(self.actor.parameters(), actor_lr)
+        self.actor_opt = adam(self.actor.parameters(), actor_lr, weight_decay=actor_weight_decay)
         self.critic_opt = adam(self.critic.parameters(), critic_lr)
         self.awac_lambda, self.gamma, self.tau = awac_lambda, gamma, tau
 
@@ -88,10 +93,7 @@ class AWAC(OfflineActorCritic):
 
         with torch.no_grad():
             next_action = self.actor.sample(next_obs)
-            target = reward + self.gamma * not_done * self.critic_target(next_obs, next_action).min(0).values
-        q = self.critic(obs, action)
-        critic_loss = weighted_mean((q - target).pow(2), self.eval_weights(batch)).sum()
-        step(self.critic_opt, critic_loss)
+        q, target, critic_loss = self.critic_step(obs, action, reward, not_done, next_obs, next_action, batch)
 
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
         with torch.no_grad():
@@ -110,6 +112,16 @@ class AWAC(OfflineActorCritic):
             "train/adv_weight_mean": adv_weight.mean(),
         }
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def critic_step(self, obs, action, reward, not_done, next_obs, next_action, batch
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One TD step (eq. 4-5) towards ``r + γ (1 - d) min_k Q̄_k(s', a')``; returns ``(Q, y, L_Q)``."""
+        with torch.no_grad():
+            target = reward + self.gamma * not_done * self.critic_target(next_obs, next_action).min(0).values
+        q = self.critic(obs, action)
+        critic_loss = weighted_mean((q - target).pow(2), self.eval_weights(batch)).sum()
+        step(self.critic_opt, critic_loss)
+        return q, target, critic_loss
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), mean action(obs))`` on normalised observations and actions in [-1, 1]."""

@@ -95,10 +95,15 @@ class OfflineActorCritic(ContinuousActionMixin, Algorithm):
     ``[-1, 1]``) and ``update(batch)``; ``update`` increments :attr:`num_updates` once per call.
     """
 
-    regimes = ("offline",)
+    #: offline training; the offline_to_online regime fine-tunes online after it (the replay buffer
+    #: starts with the dataset, every algorithm here can act)
+    regimes = ("offline", "offline_to_online")
     #: every subclass has a critic: ``update`` returns ``|Q - y|`` priorities when asked (PER on offline data)
     provides_priorities = True
     state_attributes = ("num_updates", "reward_multiplier")
+    #: inputs the actor takes besides the observation (a subclass that conditions the policy, e.g. FamO2O's
+    #: coefficient encoding, sets this before calling ``__init__``)
+    actor_extra_inputs = 0
 
     def __init__(self, observation_space, action_space, device: str | torch.device = "cpu", *,
                  normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
@@ -190,3 +195,8 @@ def cosine_lr_lambda(total_steps: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
 
     return factor
+
+
+def constant_lr(t: int) -> float:
+    """``t -> 1``: no learning-rate decay (a picklable ``LambdaLR`` factor)."""
+    return 1.0

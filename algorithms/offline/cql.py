@@ -91,7 +91,7 @@ class CQL(OfflineActorCritic):
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
         obs_dim, act_dim = self.obs_dim, self.action_dim
-        self.actor = CQLActor(obs_dim, act_dim, actor_hidden)
+        self.actor = CQLActor(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden)
         self.critic = QEnsemble(obs_dim, act_dim, critic_hidden, 2, layernorm=critic_layernorm)
         if orthogonal_init:
             orthogonal_init_(self.actor.trunk, last_gain=1e-2)
@@ -145,7 +145,6 @@ class CQL(OfflineActorCritic):
         alpha = self.alpha_multiplier
         if self.autotune:
             alpha = self.log_alpha.detach().exp() * self.alpha_multiplier
-        n = self.n_actions
 
         # policy improvement (SAC actor) and entropy temperature, on the policy batch
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
@@ -158,22 +157,57 @@ class CQL(OfflineActorCritic):
         actor_loss = weighted_mean(alpha * logp - objective, pb.weights)
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
 
+        critic_loss, parts = self.critic_loss(obs, action, next_obs, reward, not_done, alpha, batch)
+        td_loss, cql_gap, q, target = parts["td_loss"], parts["cql_gap"], parts["q"], parts["target"]
+
+        if self.autotune:
+            step(self.alpha_opt, alpha_loss)
+        step(self.actor_opt, actor_loss, self._actor_params)
+        if self.lagrange:
+            step(self.alpha_prime_opt, parts["alpha_prime_loss"])
+        step(self.critic_opt, critic_loss)
+        if self.num_updates % self.target_update_period == 0:
+            polyak_update(self.critic, self.critic_target, self.tau)
+
+        metrics = {
+            "train/critic_loss": critic_loss.detach(),
+            "train/td_loss": td_loss.detach(),
+            "train/cql_gap": cql_gap.detach().mean(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/alpha": torch.as_tensor(alpha),
+            "train/entropy": -logp.detach().mean(),
+            "train/q_mean": q.detach().mean(),
+        }
+        if self.lagrange:
+            metrics["train/alpha_prime"] = parts["alpha_prime"].detach()
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def critic_loss(self, obs, action, next_obs, reward, not_done, alpha, batch, policy_obs=None,
+                    policy_next_obs=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The CQL critic loss (TD + conservative penalty, module docstring) and its parts (``td_loss``,
+        ``cql_gap``, ``q``, ``target``, and with Lagrange ``alpha_prime``/``alpha_prime_loss``).
+
+        ``policy_obs``/``policy_next_obs``: the actor's inputs at ``s`` and ``s'`` (default: the observations;
+        a conditioned actor, e.g. FamO2O's universal model, passes its conditioned inputs)."""
+        policy_obs = obs if policy_obs is None else policy_obs
+        policy_next_obs = next_obs if policy_next_obs is None else policy_next_obs
+        n = self.n_actions
         # policy evaluation: TD backup
         with torch.no_grad():
             if self.max_target_backup:
-                next_actions, next_logps = self._sample(next_obs, n)
+                next_actions, next_logps = self._sample(policy_next_obs, n)
                 q_next = self._q_many(self.critic_target, next_obs, next_actions).min(0).values  # (n, B)
                 target_q, best = q_next.max(0)
                 next_logp = next_logps.gather(0, best.unsqueeze(0)).squeeze(0)
             else:
-                next_action, next_logp = self.actor(next_obs).rsample_with_log_prob()
+                next_action, next_logp = self.actor(policy_next_obs).rsample_with_log_prob()
                 target_q = self.critic_target(next_obs, next_action).min(0).values
             if self.backup_entropy:
                 target_q = target_q - alpha * next_logp
             target = reward + self.gamma * not_done * target_q
             # conservative penalty: n uniform actions, n from π(·|s) and n from π(·|s'), all scored at s
             random_actions = torch.empty(n, *action.shape, device=action.device).uniform_(-1.0, 1.0)
-            pi_actions, pi_logp = self._sample(torch.cat([obs, next_obs]), n)
+            pi_actions, pi_logp = self._sample(torch.cat([policy_obs, policy_next_obs]), n)
             cur_actions, next_pi_actions = pi_actions.chunk(2, dim=1)
             cur_logp, next_pi_logp = pi_logp.chunk(2, dim=1)
         all_actions = torch.cat([action.unsqueeze(0), random_actions, next_pi_actions, cur_actions])
@@ -196,31 +230,11 @@ class CQL(OfflineActorCritic):
             cql_loss = (alpha_prime.detach() * self.cql_alpha * (cql_gap - self.target_action_gap)).sum()
             alpha_prime_loss = -0.5 * (alpha_prime * self.cql_alpha
                                        * (cql_gap.detach() - self.target_action_gap)).sum()
+            parts = {"alpha_prime": alpha_prime, "alpha_prime_loss": alpha_prime_loss}
         else:
             cql_loss = self.cql_alpha * cql_gap.sum()
-        critic_loss = td_loss + cql_loss
-
-        if self.autotune:
-            step(self.alpha_opt, alpha_loss)
-        step(self.actor_opt, actor_loss, self._actor_params)
-        if self.lagrange:
-            step(self.alpha_prime_opt, alpha_prime_loss)
-        step(self.critic_opt, critic_loss)
-        if self.num_updates % self.target_update_period == 0:
-            polyak_update(self.critic, self.critic_target, self.tau)
-
-        metrics = {
-            "train/critic_loss": critic_loss.detach(),
-            "train/td_loss": td_loss.detach(),
-            "train/cql_gap": cql_gap.detach().mean(),
-            "train/actor_loss": actor_loss.detach(),
-            "train/alpha": torch.as_tensor(alpha),
-            "train/entropy": -logp.detach().mean(),
-            "train/q_mean": q.detach().mean(),
-        }
-        if self.lagrange:
-            metrics["train/alpha_prime"] = alpha_prime.detach()
-        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+            parts = {}
+        return td_loss + cql_loss, {**parts, "td_loss": td_loss, "cql_gap": cql_gap, "q": q, "target": target}
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), tanh(mean)(obs))`` on normalised observations and actions in [-1, 1]."""

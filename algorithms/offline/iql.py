@@ -18,9 +18,10 @@ Networks follow the reference (JAX) code: twin Q and V are 2x256 ReLU MLPs; the 
 whose mean is passed through tanh, with a state-independent log-std parameter (init 0, clipped to
 [-5, 2]) and optional dropout (0.1 on Kitchen/Adroit); all layers orthogonally initialised (gain sqrt 2),
 zero biases.  Adam 3e-4 for all three; the actor's learning rate follows a cosine decay to 0 over
-``max_steps`` (the YAML sets ``max_steps: ${train.steps}``).  Dataset actions are clipped to
-``±(1 - 1e-5)``.  No observation normalisation (the reference code has none; ``normalize_obs=true``
-turns on TD3+BC-style standardisation).  Rewards: locomotion ``r · 1000 / (G_max - G_min)``
+``max_steps`` (the YAML sets ``max_steps: ${train.steps}``); ``actor_lr_schedule=constant`` keeps it fixed, as
+IQL's online fine-tuning configuration does (the YAML sets it for ``regime=offline_to_online``).
+Dataset actions are clipped to ``±(1 - 1e-5)``.  No observation normalisation (the reference code has none;
+``normalize_obs=true`` turns on TD3+BC-style standardisation).  Rewards: locomotion ``r · 1000 / (G_max - G_min)``
 (``reward_scale_by_return``), AntMaze ``r - 1`` (``reward_shift``), both set per family in the YAML.
 ``critic_layernorm`` puts LayerNorm in the Q and V networks.
 """
@@ -36,12 +37,14 @@ from torch import nn
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
+    constant_lr,
     cosine_lr_lambda,
     gaussian_log_prob,
     orthogonal_init_,
     step,
     weighted_mean,
 )
+from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam
 
@@ -80,6 +83,7 @@ class IQL(OfflineActorCritic):
     def __init__(self, observation_space, action_space, device="cpu", *, expectile: float = 0.7,
                  temperature: float = 3.0, actor_lr: float = 3e-4, critic_lr: float = 3e-4,
                  value_lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005, max_steps: int = 1_000_000,
+                 actor_lr_schedule: str = "cosine",
                  hidden: Sequence[int] = (256, 256), dropout: float = 0.0, critic_layernorm: bool = False,
                  orthogonal_init: bool = True, normalize_obs: bool = False,
                  reward_scale_by_return: bool = False, reward_scale: float = 1.0, reward_shift: float = 0.0,
@@ -88,7 +92,7 @@ class IQL(OfflineActorCritic):
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
         obs_dim, act_dim = self.obs_dim, self.action_dim
-        self.actor = GaussianMeanTanhActor(obs_dim, act_dim, hidden, dropout=dropout)
+        self.actor = GaussianMeanTanhActor(obs_dim + self.actor_extra_inputs, act_dim, hidden, dropout=dropout)
         self.critic = QEnsemble(obs_dim, act_dim, hidden, 2, layernorm=critic_layernorm)
         self.value = MLP(obs_dim, hidden, 1, layernorm=critic_layernorm)
         if orthogonal_init:
@@ -100,7 +104,10 @@ class IQL(OfflineActorCritic):
         self.actor_opt = adam(self.actor.parameters(), actor_lr)
         self.critic_opt = adam(self.critic.parameters(), critic_lr)
         self.value_opt = adam(self.value.parameters(), value_lr)
-        self.actor_schedule = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, cosine_lr_lambda(max_steps))
+        if actor_lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(f"algo.actor_lr_schedule={actor_lr_schedule!r}; choose cosine or constant")
+        decay = cosine_lr_lambda(max_steps) if actor_lr_schedule == "cosine" else constant_lr
+        self.actor_schedule = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, decay)
         self.expectile, self.temperature = expectile, temperature
         self.gamma, self.tau, self.dropout = gamma, tau, dropout
 
@@ -118,12 +125,7 @@ class IQL(OfflineActorCritic):
         action = self.from_env_action(batch.action).clamp(-ACTION_CLIP, ACTION_CLIP)
         reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
         c = self.eval_weights(batch)
-
-        with torch.no_grad():
-            target_q = self.critic_target(obs, action).min(0).values
-        v = self.value(obs).squeeze(-1)
-        value_loss = weighted_mean(expectile_loss(target_q - v, self.expectile), c)
-        step(self.value_opt, value_loss)
+        target_q, v, value_loss = self.value_step(obs, action, c)
 
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action, ACTION_CLIP)
         with torch.no_grad():
@@ -134,13 +136,7 @@ class IQL(OfflineActorCritic):
         step(self.actor_opt, actor_loss)
         self.actor_schedule.step()
 
-        with torch.no_grad():
-            target = reward + self.gamma * not_done * self.value(next_obs).squeeze(-1)
-        q = self.critic(obs, action)
-        critic_loss = weighted_mean((q - target).pow(2).sum(0), c)
-        step(self.critic_opt, critic_loss)
-        polyak_update(self.critic, self.critic_target, self.tau)
-
+        q, target, critic_loss = self.critic_step(obs, action, reward, not_done, next_obs, c)
         metrics = {
             "train/value_loss": value_loss.detach(),
             "train/actor_loss": actor_loss.detach(),
@@ -150,6 +146,27 @@ class IQL(OfflineActorCritic):
             "train/adv_weight_mean": adv_weight.mean(),
         }
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def value_step(self, obs: torch.Tensor, action: torch.Tensor, c: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of the expectile value loss (eq. 5); returns ``(min_k Q̄_k(s, a), V(s) before, L_V)``."""
+        with torch.no_grad():
+            target_q = self.critic_target(obs, action).min(0).values
+        v = self.value(obs).squeeze(-1)
+        value_loss = weighted_mean(expectile_loss(target_q - v, self.expectile), c)
+        step(self.value_opt, value_loss)
+        return target_q, v, value_loss
+
+    def critic_step(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, not_done: torch.Tensor,
+                    next_obs: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One TD step towards ``r + γ (1 - d) V(s')`` (eq. 6) and the Polyak update; returns ``(Q, y, L_Q)``."""
+        with torch.no_grad():
+            target = reward + self.gamma * not_done * self.value(next_obs).squeeze(-1)
+        q = self.critic(obs, action)
+        critic_loss = weighted_mean((q - target).pow(2).sum(0), c)
+        step(self.critic_opt, critic_loss)
+        polyak_update(self.critic, self.critic_target, self.tau)
+        return q, target, critic_loss
 
     def critic_for_diagnostics(self):
         """``(Q1(obs, act), tanh-mean action(obs))`` on the network's observations and actions in [-1, 1]."""

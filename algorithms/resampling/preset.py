@@ -34,7 +34,7 @@ class OPER(Algorithm):
         overrides = {**((per_base or {}).get(base) or {}), **(base_params or {})}
         params = algo_block(base, {"env": {"family": env_family}, "train": {"steps": train_steps}}, overrides)
         target = params.pop("_target_")
-        for key in ("name", "description", "per_family", "paper"):
+        for key in ("name", "description", "per_family", "per_regime", "paper"):
             params.pop(key, None)
         self.base_name = base
         self.base = get_class(target)(observation_space=observation_space, action_space=action_space,

@@ -7,6 +7,7 @@ import importlib
 REGIME_CLASSES = {
     "offline": "rlkit.regimes.offline:OfflineRegime",
     "online": "rlkit.regimes.online:OnlineRegime",
+    "offline_to_online": "rlkit.regimes.offline_to_online:OfflineToOnlineRegime",
     "pretrain": "rlkit.regimes.urlb:PretrainRegime",
     "finetune": "rlkit.regimes.urlb:FinetuneRegime",
 }

@@ -31,7 +31,7 @@ from rlkit.regimes.interrupts import Preempted, stop_signals
 from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
-META_KEYS = ("name", "description", "per_family", "paper")
+META_KEYS = ("name", "description", "per_family", "per_regime", "paper")
 
 
 def build_algorithm(cfg: DictConfig, observation_space, action_space, device: torch.device, **extra):
@@ -138,6 +138,26 @@ class Regime:
 
     def load_regime_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def total_steps(self) -> int:
+        """The training-step units of the whole run (``train.steps``; a multi-phase regime sums its phases)."""
+        return int(self.cfg.train.steps)
+
+    def phase(self) -> str | None:
+        """The name of the phase the current step belongs to (logged with every record), or None."""
+        return None
+
+    def phase_ends(self, prev: int) -> bool:
+        """Whether the step from ``prev`` to ``self.step`` completed a phase other than the last one: the
+        loop then logs the phase's metrics, scores it with ``eval.final_episodes`` and checkpoints."""
+        return False
+
+    def end_phase(self, result: EvalResult) -> None:
+        """Called with the evaluation that scores the phase that just ended (see :meth:`phase_ends`)."""
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Entries the regime adds to ``summary.json``."""
+        return {}
 
     def close(self) -> None:
         for env in (self.eval_env,):
@@ -255,7 +275,7 @@ class Regime:
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
                                 resume_step=self.step if resume_payload else None,
                                 elapsed=resume_payload["elapsed"] if resume_payload else 0.0)
-        total = int(cfg.train.steps)
+        total = self.total_steps()
         log_every, eval_every = int(cfg.train.log_interval), int(cfg.eval.interval)
         ckpt_every = int(cfg.checkpoint.interval)
         progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
@@ -265,24 +285,29 @@ class Regime:
         with stop_signals() as preemption:
             try:
                 if self.step == 0 and cfg.eval.at_start and eval_every > 0:
-                    self.logger.log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
+                    self._log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
                 while self.step < total:
                     prev = self.step
                     self.averager.add(self.train_step())
                     self.step += self.step_increment
+                    phase_end = self.step < total and self.phase_ends(prev)
                     if self.monitor is not None:
                         diag = self.monitor.maybe_run(prev, self.step)
                         if diag:
-                            self.logger.log(self.step, diag)
-                    if _crossed(prev, self.step, log_every):
+                            self._log(self.step, diag)
+                    if _crossed(prev, self.step, log_every) or phase_end:
                         speed = (self.step - start_step) / max(time.time() - started, 1e-9)
-                        values = self.logger.log(self.step, {**self.averager.pop(), **self.interval_metrics(),
-                                                             "time/steps_per_s": speed})
+                        values = self._log(self.step, {**self.averager.pop(), **self.interval_metrics(),
+                                                       "time/steps_per_s": speed})
                         self.on_log(values)
-                    if eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
+                    if phase_end:  # the phase's score, with as many episodes as a final evaluation
+                        result = self.evaluate(int(cfg.eval.final_episodes or cfg.eval.episodes))
+                        self._log(self.step, self._record_eval(result))
+                        self.end_phase(result)
+                    elif eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
                         metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
-                        self.logger.log(self.step, metrics)
-                    if ckpt_every > 0 and _crossed(prev, self.step, ckpt_every) and self.step < total:
+                        self._log(self.step, metrics)
+                    if (phase_end or ckpt_every > 0 and _crossed(prev, self.step, ckpt_every)) and self.step < total:
                         self.save()
                     postfix = {}
                     if self.last_eval is not None:
@@ -293,7 +318,7 @@ class Regime:
                         raise Preempted
                 final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
                 final = self.evaluate(final_episodes)
-                self.logger.log(self.step, self._record_eval(final))
+                self._log(self.step, self._record_eval(final))
                 self.save()
             except KeyboardInterrupt:
                 interrupted = True
@@ -315,6 +340,10 @@ class Regime:
         if interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def _log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+        phase = self.phase()
+        return self.logger.log(step, metrics, tags={"phase": phase} if phase else None)
 
     def interval_metrics(self) -> dict[str, float]:
         """Values sampled once per log interval (not averaged over steps), e.g. replay priorities."""
@@ -346,6 +375,7 @@ class Regime:
             "device": str(self.device),
             "runtime": self.runtime,
             "config_fingerprint": config_fingerprint(self.cfg)[0],
+            **self.summary_extra(),
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary

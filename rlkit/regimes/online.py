@@ -43,6 +43,8 @@ def default_columns(obs_space: gym.Space, act_space: gym.Space) -> dict[str, tup
 
 class OnlineRegime(Regime):
     name = "online"
+    #: replay rows when ``train.buffer_capacity`` is null
+    default_capacity = 1_000_000
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -52,13 +54,7 @@ class OnlineRegime(Regime):
         self.eval_env = self.make_eval_env()
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
-        spec = self.algo.replay_spec(int(cfg.seed))
-        columns = spec.columns if spec.columns is not None else default_columns(obs_space, act_space)
-        capacity = int(cfg.train.buffer_capacity)
-        storage = ColumnarStorage(capacity, columns, device=self.device if self.device.type == "cuda" else None)
-        sampler, extra = build_samplers(cfg)
-        self.buffer = ReplayBuffer(storage, sampler, device=self.device,
-                                   extra_samplers={**extra, **spec.extra_samplers}, nstep=spec.nstep, gamma=spec.gamma)
+        self.buffer = self.build_buffer(obs_space, act_space)
         self.prioritized = enable_priority_feedback(cfg, self.algo, self.buffer)
         self.rng = np.random.default_rng(derive_seed(int(cfg.seed), "warmup actions"))
         self.obs, _ = self.env.reset(seed=int(cfg.seed))
@@ -70,6 +66,27 @@ class OnlineRegime(Regime):
         self.batch_size = int(cfg.train.batch_size)
         self.warmup = int(cfg.train.warmup_steps)
         self.ratio = float(cfg.train.updates_per_step)
+
+    def build_buffer(self, obs_space: gym.Space, act_space: gym.Space) -> ReplayBuffer:
+        """The empty replay buffer: the algorithm's columns (:meth:`~rlkit.algorithm.Algorithm.replay_spec`),
+        ``train.buffer_capacity`` rows, the configured samplers."""
+        cfg = self.cfg
+        spec = self.algo.replay_spec(int(cfg.seed))
+        columns = spec.columns if spec.columns is not None else default_columns(obs_space, act_space)
+        capacity = int(cfg.train.buffer_capacity or self.default_capacity)
+        storage = ColumnarStorage(capacity, columns, device=self.device if self.device.type == "cuda" else None)
+        sampler, extra = build_samplers(cfg)
+        return ReplayBuffer(storage, sampler, device=self.device, extra_samplers={**extra, **spec.extra_samplers},
+                            nstep=spec.nstep, gamma=spec.gamma)
+
+    def update_once(self) -> dict[str, Any]:
+        """One gradient update on a batch from the buffer (priorities fed back to a learning sampler)."""
+        batch = self.algo.sample_batch(self.buffer, self.batch_size)
+        result = self.algo.update(batch)
+        if self.prioritized:
+            self.buffer.update_priorities(batch.indices, result.priorities)
+        self.updates_done += 1
+        return result.metrics
 
     def random_actions(self) -> np.ndarray:
         space = self.env.single_action_space
@@ -114,12 +131,7 @@ class OnlineRegime(Regime):
             self.update_credit += self.num_envs * self.ratio
             while self.update_credit >= 1.0:
                 self.update_credit -= 1.0
-                batch = self.algo.sample_batch(self.buffer, self.batch_size)
-                result = self.algo.update(batch)
-                if self.prioritized:
-                    self.buffer.update_priorities(batch.indices, result.priorities)
-                self.updates_done += 1
-                metrics.update(result.metrics)
+                metrics.update(self.update_once())
         return metrics
 
     def interval_metrics(self) -> dict[str, float]:
@@ -129,11 +141,18 @@ class OnlineRegime(Regime):
         """Columns stored with every transition besides the env's (URLB: the skill active at ``s_t``)."""
         return {}
 
+    def buffer_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the replay buffer (all of it: rows, counters, samplers)."""
+        return self.buffer.state_dict()
+
+    def load_buffer_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state)
+
     def regime_state(self) -> dict[str, Any]:
         from rlkit.envs.state import get_vector_env_state
 
         return {
-            "buffer": self.buffer.state_dict(),
+            "buffer": self.buffer_state(),
             "env": get_vector_env_state(self.env),
             "obs": self.obs,
             "act_state": self.act_state,
@@ -147,7 +166,7 @@ class OnlineRegime(Regime):
     def load_regime_state(self, state: dict[str, Any]) -> None:
         from rlkit.envs.state import set_vector_env_state
 
-        self.buffer.load_state_dict(state["buffer"])
+        self.load_buffer_state(state["buffer"])
         set_vector_env_state(self.env, state["env"])
         self.obs = state["obs"]
         self.act_state = state["act_state"]
