@@ -240,6 +240,24 @@ class URLBAgent(Algorithm):
         """Copy what finetuning keeps from a pretrained agent's ``state_dict`` (URLB Sec. 4)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ the intrinsic reward (pretraining)
+    def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reward-free pretraining: one explicit training step of the module behind the intrinsic reward (RND's
+        predictor, ICM's models, CIC's discriminator, ...) on the batch (``obs``/``next_obs`` are the encoded,
+        detached observations); returns its metrics.  Default: nothing to train."""
+        return {}
+
+    def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """The intrinsic reward of every batch row (shape ``[B]``), which replaces the n-step reward of the
+        transition ``(s_t, s_{t+n})`` in pretraining (URLB's released code).  Pure: no gradient and no network
+        update; the only state it may advance is the reward's running normalisation statistics, which the
+        reference implementations update once per rewarded batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no intrinsic reward")
+
+    def on_episode_end(self, replay) -> None:
+        """Called by the URLB regimes after an environment step that ended an episode (and after the step's
+        transition was stored), with the replay buffer: add-ons that read past experience refresh from it."""
+
 
 def td_priorities(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PER priorities ``|delta_i| = mean_k |Q_k(s_i, a_i) - y_i|`` (Schaul et al. 2016, Sec. 3.3, proportional

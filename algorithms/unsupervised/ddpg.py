@@ -37,6 +37,10 @@ URLB hooks (called by :mod:`rlkit.regimes.urlb`): :meth:`setup_urlb`, :meth:`met
 :meth:`init_meta`, :meth:`eval_meta`, :meth:`warmup_actions`, :meth:`observe_reward`,
 :meth:`init_from_snapshot`; attributes ``nstep``, ``gamma``, ``meta_interval`` and ``env_step`` (set by the
 regime before every environment step; the std schedule reads it).
+
+Intrinsic-reward agents (RND, APT, CIC, MOSS, ...) derive from this class and implement two separate
+methods that :meth:`DDPG.update` calls in pretraining: ``update_representation`` (the one place their module is
+trained) and ``intrinsic_reward`` (pure: it reads the module and trains nothing).
 """
 
 from __future__ import annotations
@@ -239,6 +243,8 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         self.finetune_update_encoder = bool(finetune_update_encoder)
         self.simultaneous_update = bool(simultaneous_update)
         self.reward_free = False
+        #: compute the intrinsic reward before ``update_representation``'s step (MOSS) instead of after it
+        self.reward_before_rep_update = False
         self.update_encoder = True
 
         if pixels:
@@ -299,15 +305,27 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             return self.encoder(random_shift(obs))
         return obs.float()
 
-    def rl_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The reward the critic regresses on: the batch's n-step extrinsic return for DDPG."""
-        return batch.reward, {}
-
     def update(self, batch) -> UpdateResult:
+        """One URLB agent update, top to bottom (URLB's released ``update``; module docstring equations):
+
+        1. encode ``s`` (pixels: random shift + conv encoder) and ``s'`` (no gradient);
+        2. reward-free pretraining: train the intrinsic module (:meth:`update_representation`, explicit) and
+           compute the intrinsic reward (:meth:`intrinsic_reward`, pure), from the module's parameters after that
+           step (URLB, CIC) or before it (``reward_before_rep_update``: MOSS); finetuning: the n-step extrinsic
+           return ``R^(n)`` of the batch;
+        3. critic step, actor step and target EMA on ``x = [f(s), z]`` (:meth:`update_actor_critic`).
+        """
         obs = self.encode(batch.obs)
         with torch.no_grad():
             next_obs = self.encode(batch.next_obs)
-        reward, metrics = self.rl_reward(batch, obs.detach(), next_obs)
+        metrics: dict[str, Any] = {}
+        if self.reward_free:
+            early = self.intrinsic_reward(batch, obs.detach(), next_obs) if self.reward_before_rep_update else None
+            metrics.update(self.update_representation(batch, obs.detach(), next_obs))
+            reward = early if early is not None else self.intrinsic_reward(batch, obs.detach(), next_obs)
+            metrics.update(self.reward_metrics(batch, reward))
+        else:
+            reward = batch.reward
         if not self.update_encoder:
             obs = obs.detach()
         skill = batch.skill if self.meta_dim else None
@@ -317,6 +335,10 @@ class DDPG(ContinuousActionMixin, URLBAgent):
                                                          batch.discount, x_next)
         metrics.update(ac_metrics)
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def reward_metrics(self, batch, reward: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pretraining metrics of the rewarded batch: its mean intrinsic and (ignored) extrinsic reward."""
+        return {"train/intrinsic_reward": reward.mean(), "train/extrinsic_reward": batch.reward.mean()}
 
     def update_actor_critic(self, x: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                             discount: torch.Tensor, x_next: torch.Tensor
