@@ -244,7 +244,7 @@ def test_pixel_encoder_shapes_shift_and_gradients():
 
 
 def test_ddpg_refuses_reward_free_pretraining():
-    with pytest.raises(ConfigError, match="algo=cic or algo=moss"):
+    with pytest.raises(ConfigError, match="use an intrinsic-reward agent"):
         DDPG(OBS, ACT, **SMALL).setup_urlb(reward_free=True, seed_steps=0, episode_steps=1000)
 
 
