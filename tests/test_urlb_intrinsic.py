@@ -153,3 +153,23 @@ def test_pretraining_never_reads_the_env_reward_and_finetuning_does(cls):
 def test_pixels_are_refused(cls):
     with pytest.raises(ConfigError, match="states-only"):
         cls(gym.spaces.Box(0, 255, (9, 84, 84), np.uint8), ACT, obs_type="pixels")
+
+
+def test_diayn_reward_is_the_discriminator_log_likelihood_over_the_uniform_prior():
+    from rlkit.algorithms.unsupervised.diayn import DIAYN
+
+    a = DIAYN(OBS, ACT, skill_dim=4, **SMALL)
+    a.setup_urlb(reward_free=True, seed_steps=0, episode_steps=100)
+    batch = make_batch()
+    skills = np.random.default_rng(0).integers(0, 4, 32)
+    batch["skill"] = torch.eye(4)[skills]
+    logits = a.diayn(batch.next_obs).detach().numpy().astype(np.float64)
+    log_q = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = log_q[np.arange(32), skills] - np.log(1 / 4)
+    np.testing.assert_allclose(a.intrinsic_reward(batch, batch.obs, batch.next_obs).numpy(), expected, rtol=1e-5)
+    first = a.update_representation(batch, batch.obs, batch.next_obs)["train/diayn_loss"]
+    assert first == pytest.approx(-log_q[np.arange(32), skills].mean(), rel=1e-5)  # cross-entropy
+    meta = a.init_meta(np.zeros(1000), 0, np.random.default_rng(0))["skill"]
+    assert (meta.sum(1) == 1).all() and set(meta.argmax(1)) == {0, 1, 2, 3}  # uniform one-hot skills
+    a.setup_urlb(reward_free=False, seed_steps=0, episode_steps=100)
+    assert (a.init_meta(np.zeros(8), 0, np.random.default_rng(1))["skill"].sum(1) == 1).all()  # still resampled

@@ -1,4 +1,4 @@
-"""Unsupervised RL on URLB (Laskin et al. 2021): the DDPG backbone, URLB's agents (RND, APT, ICM, Disagreement),
+"""Unsupervised RL on URLB (Laskin et al. 2021): the DDPG backbone, URLB's agents (RND, APT, ICM, Disagreement, DIAYN),
 CIC and MOSS.
 
 Agents pretrain reward-free (``regime=pretrain``, intrinsic reward) and finetune from a snapshot on a task
@@ -8,6 +8,7 @@ reward (``regime=finetune``); the regimes live in :mod:`rlkit.regimes.urlb`.
 from rlkit.algorithms.unsupervised.apt import APT
 from rlkit.algorithms.unsupervised.cic import CIC, CICNetworks, cic_contrastive_loss
 from rlkit.algorithms.unsupervised.ddpg import DDPG
+from rlkit.algorithms.unsupervised.diayn import DIAYN
 from rlkit.algorithms.unsupervised.disagreement import Disagreement
 from rlkit.algorithms.unsupervised.icm import ICM
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, knn_distances, particle_entropy_reward
@@ -19,6 +20,7 @@ __all__ = [
     "CIC",
     "CICNetworks",
     "DDPG",
+    "DIAYN",
     "Disagreement",
     "ICM",
     "MOSS",
