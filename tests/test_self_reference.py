@@ -284,3 +284,19 @@ def test_rnd_with_sr_pretrains_and_finetunes_with_the_memory_carried(snapshots, 
 def test_snapshot_addon_mismatch_is_refused_naming_both(snapshots, tmp_path, snapshot, extra, message):
     with pytest.raises(CheckpointError, match=message):
         finetune(snapshots, tmp_path, snapshot, extra)
+
+
+def test_pretraining_with_sr_resumes_exactly(tmp_path):
+    from rlkit.regimes.urlb import PretrainRegime
+    from tests.helpers import at_step, interrupt, metric_records
+
+    overrides = ["algo=rnd", "env=urlb-walker", "regime=pretrain", "train.steps=260", "urlb.probe_batch=64", *TINY,
+                 *SR_TINY]
+    full = trainer.run(compose([*overrides, f"run_dir={tmp_path / 'full'}"]))
+    with at_step(PretrainRegime, 190, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose([*overrides, f"run_dir={tmp_path / 'cut'}"]))
+    resumed = trainer.run(compose([*overrides, f"run_dir={tmp_path / 'cut'}", "resume=true"]))
+    assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
+    assert full["final_returns"] == resumed["final_returns"]
+    records = metric_records(tmp_path / "full")
+    assert any("sr/query_policy_loss" in r for r in records) and any("urlb/reward_drift" in r for r in records)
