@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from rlkit import kernels, trainer
-from rlkit.algorithms.unsupervised import APT, CIC, MOSS, RND
+from rlkit.algorithms.unsupervised import APT, CIC, DIAYN, ICM, MOSS, RND, Disagreement
 from rlkit.algorithms.unsupervised.self_reference import ReferenceAggregator, ReferenceMemory, SelfReference
 from rlkit.config import compose
 from rlkit.errors import CheckpointError, ConfigError
@@ -112,7 +112,9 @@ def test_bad_settings_are_refused():
 def sr_agent(cls=RND, reward_free: bool = True, **sr):
     addon = SelfReference(OBS, **{**SR, **sr})
     kwargs = dict(hidden_dim=16, lr=1e-3)
-    kwargs.update({RND: dict(rnd_rep_dim=8), APT: dict(rep_dim=8, knn_k=4)}.get(cls, dict(skill_dim=4, knn_k=4)))
+    per_agent = {RND: dict(rnd_rep_dim=8), APT: dict(rep_dim=8, knn_k=4), ICM: {}, Disagreement: dict(n_models=3),
+                 DIAYN: dict(skill_dim=4)}
+    kwargs.update(per_agent.get(cls, dict(skill_dim=4, knn_k=4)))
     agent = cls(OBS, ACT, addon=addon, **kwargs)
     agent.setup_urlb(reward_free=reward_free, seed_steps=0, episode_steps=50)
     addon.setup(reward_free)  # what the agent tells its add-on before acting or updating
@@ -136,7 +138,7 @@ def collected_batch(agent, n: int = 32, seed: int = 1) -> Batch:
     return Batch({k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in columns.items()})
 
 
-@pytest.mark.parametrize("cls", [RND, APT, CIC, MOSS])
+@pytest.mark.parametrize("cls", [RND, APT, ICM, Disagreement, DIAYN, CIC, MOSS])
 def test_sr_works_with_every_agent_and_trains_end_to_end(cls):
     torch.manual_seed(0)
     agent = sr_agent(cls)
