@@ -480,7 +480,7 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         kl = (self.actor(x) - self.pretrained_actor(x)).square().sum(-1) / (2 * std**2)
         metrics = {"urlb/kl_to_pretrained": kl.mean()}
         reward = self.probe_intrinsic_reward(batch)
-        if reward is not None:
+        if reward is not None and self.intrinsic_reward_stats.count > 1:  # the snapshot saw pretraining rewards
             metrics["urlb/normalized_intrinsic_reward"] = reward.mean() / self.intrinsic_reward_stats.mean.squeeze()
         return metrics
 

@@ -134,7 +134,7 @@ class URLBRegime(OnlineRegime):
             return out
         if self.probe is None:
             self.probe = self.probe_batch(self.probe_size)
-        reward = self.algo.probe_intrinsic_reward(self.probe)
+        reward = self.algo.probe_intrinsic_reward(self.probe) if self.reward_free else None
         if reward is not None:
             out["urlb/probe_intrinsic_reward"] = float(reward.mean())
             if self.probe_reward is not None:
