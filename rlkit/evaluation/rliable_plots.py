@@ -17,6 +17,7 @@ from rlkit.evaluation import statistics as st
 
 METRICS = {"median": st.median, "iqm": st.iqm, "mean": st.mean, "optimality_gap": st.optimality_gap}
 TAUS = np.linspace(0.0, 1.2, 61)
+TITLES = {"median": "Median", "iqm": "IQM", "mean": "Mean", "optimality_gap": "Optimality Gap"}
 
 
 def _method(summary: dict[str, Any]) -> str:
@@ -77,7 +78,8 @@ def plot_aggregates(agg: dict[str, dict[str, tuple[float, float, float]]], path:
             ax.barh(i, high - low, left=low, height=0.6, color=colors[name], alpha=0.75,
                     hatch="//" if "+" in name else None)
             ax.plot([point, point], [i - 0.3, i + 0.3], color="k", lw=1.5)
-        ax.set_title(metric.replace("_", " ").title())
+        ax.set_title(TITLES[metric])
+        ax.margins(x=0.15)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("expert-normalised score")
     axes[0].set_yticks(range(len(names)), names)
