@@ -1,7 +1,8 @@
 """Learning check (slow): CPU-sized RND vs RND + Self-Reference (Zhao et al., Neural Networks 2025) on URLB walker,
 2 seeds: 2000 steps of reward-free pretraining, then 3000 steps of finetuning on walker stand (action repeat 8:
 125-step episodes).  Both must learn in finetuning (final evaluation above the frame-0 one); which of the two
-is better is reported, not asserted (the same runs as ``bench/urlb_sr_check.py``; numbers in the README).
+is better is reported, not asserted (the same runs as ``bench/urlb_sr_check.py``).  Measured (eval return at
+frame 0 -> final): RND 156 -> 322 and 177 -> 232, RND+SR 131 -> 173 and 163 -> 269 (seeds 0, 1).
 """
 
 from __future__ import annotations
