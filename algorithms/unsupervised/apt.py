@@ -52,6 +52,7 @@ class APT(DDPG):
     """APT with the ICM representation (module docstring)."""
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
 
     def __init__(self, observation_space, action_space, device="cpu", *, rep_dim: int = 512, knn_k: int = 12,
                  knn_avg: bool = True, knn_rms: bool = False, knn_clip: float = 0.0, **ddpg_kwargs: Any) -> None:

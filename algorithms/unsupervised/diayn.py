@@ -31,6 +31,7 @@ class DIAYN(DDPG):
     """DIAYN on the URLB DDPG backbone (module docstring)."""
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
     architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "skill_dim")
 
     def __init__(self, observation_space, action_space, device="cpu", *, skill_dim: int = 16,

@@ -38,6 +38,7 @@ class Disagreement(DDPG):
     """Disagreement on the URLB DDPG backbone (module docstring)."""
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
 
     def __init__(self, observation_space, action_space, device="cpu", *, n_models: int = 5,
                  **ddpg_kwargs: Any) -> None:

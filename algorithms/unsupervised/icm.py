@@ -46,6 +46,7 @@ class ICM(DDPG):
     """ICM on the URLB DDPG backbone (module docstring)."""
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
 
     def __init__(self, observation_space, action_space, device="cpu", *, icm_scale: float = 1.0,
                  **ddpg_kwargs: Any) -> None:

@@ -63,6 +63,7 @@ class RND(DDPG):
     """RND on the URLB DDPG backbone (module docstring)."""
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
 
     def __init__(self, observation_space, action_space, device="cpu", *, rnd_rep_dim: int = 512,
                  rnd_scale: float = 1.0, rnd_clip: float = 5.0, **ddpg_kwargs: Any) -> None:

@@ -23,10 +23,11 @@ The agent's actor and critic get an extra input, the reference vector ``u_t`` (S
   ``u_t = W_o MHA(Q, K + T, V + T)``, ``Q = QEnc(s_t)``, ``K = KEnc(E_t)``, ``V = VEnc(E_t)`` (MLP encoders), ``T``
   a learnt embedding of the offset ``0..D-1`` inside each continuation; every retrieved state is one token.
   Attention from :func:`rlkit.kernels.attention` (``attention_kind``: any kind; non-softmax kinds attend with
-  the query repeated over the tokens and read one row).  ``u_t`` is concatenated to the actor's input and the
-  critic's state-action input and trained end to end through the critic loss (the actor's loss sees it
-  detached, as the DDPG features).  ``U`` (``dim``), the head count, encoder width and learning rate are not
-  in the paper: ``dim`` 256, 4 heads, hidden 256, lr = the agent's (documented config values).
+  the query repeated over the tokens and read one row; the causal-only kinds gla and slide read the last row).
+  ``u_t`` is concatenated to the actor's input and the critic's state-action input and trained end to end
+  through the critic loss (the actor's loss sees it detached, as the DDPG features).  ``U`` (``dim``), the head
+  count, encoder width and learning rate are not in the paper: ``dim`` 256, 4 heads, hidden 256, lr = the
+  agent's (documented config values).
 * **Finetuning** (Alg. 1): query module and aggregator come from the snapshot; the reference memory starts as
   the pretraining one and keeps being appended (``keep_pretrain_states``: the pretraining states stay whole and
   the newest ``window`` finetuning states are added -- the paper does not say whether the 1e5 cap applies;
@@ -56,6 +57,7 @@ from rlkit.optim import adam
 
 SOURCES = ("learned_query", "knn_state", "random_states", "noise")
 PHASES = ("both", "pretrain", "finetune")
+CAUSAL_KINDS = ("gla", "slide")  # kinds with only a causal form: read the last row
 
 
 # ----------------------------------------------------------------------------- memory
@@ -194,8 +196,11 @@ class ReferenceAggregator(nn.Module):
                 extra["agents"] = self.agents
             if self.kind == "gla":  # causal by construction: no decay, the last row sees every token
                 extra["log_decay"] = torch.zeros_like(keys)
-            o, _ = kernels.attention(q, keys, values, kind=self.kind, causal=self.kind == "gla", **extra)
-            o = o[:, -1] if self.kind == "gla" else o[:, 0]
+            if self.kind == "slide":  # causal 1-D window: as wide as the tokens, the last row sees every token
+                extra["window"] = k * horizon
+            causal = self.kind in CAUSAL_KINDS
+            o, _ = kernels.attention(q, keys, values, kind=self.kind, causal=causal, **extra)
+            o = o[:, -1] if causal else o[:, 0]
         return self.out(o.reshape(b, self.dim))
 
 
