@@ -1,6 +1,7 @@
 """URLB throughput, measured in one run: environment steps/s of the dm_control adapter against raw dm_control,
-and updates/s of DDPG, CIC and MOSS (pretraining: intrinsic reward + CIC update; finetuning: plain DDPG on
-``[s, z]``) against the DDPG backbone, at the paper's size (hidden 1024, batch 1024, skill 64) and at the
+and updates/s of DDPG, RND, RND + Self-Reference, CIC and MOSS (pretraining: intrinsic reward + its module's
+update; finetuning: plain DDPG on ``[s, z]``) against the DDPG backbone,
+at the paper's size (hidden 1024, batch 1024, skill 64) and at the
 CPU-sized setting of the tests.  Ends with what a 2M-frame pretraining (1M updates) costs on this machine.
 
 Usage: ``python bench/urlb.py [--sizes paper,cpu] [--updates 10] [--rounds 3] [--env-steps 3000] [--threads 1]
@@ -20,9 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import envs  # noqa: E402
 import rlkit.regimes.urlb  # noqa: E402,F401  (loads triton before dm_control's EGL)
-from rlkit.algorithms.unsupervised import CIC, DDPG, MOSS  # noqa: E402
+from rlkit import envs  # noqa: E402
+from rlkit.algorithms.unsupervised import CIC, DDPG, MOSS, RND  # noqa: E402
+from rlkit.algorithms.unsupervised.self_reference import SelfReference  # noqa: E402
 from rlkit.replay import ColumnarStorage, ReplayBuffer, make_sampler  # noqa: E402
 
 SIZES = {"paper": {"hidden_dim": 1024, "batch": 1024, "skill_dim": 64},
@@ -39,10 +41,12 @@ def env_rates(steps: int) -> list[tuple[str, float, float]]:
     return out
 
 
-def make_agent(cls, env, size: dict, reward_free: bool, device: str):
+def make_agent(cls, env, size: dict, reward_free: bool, device: str, sr: bool = False):
     kwargs = {"hidden_dim": size["hidden_dim"]}
-    if cls is not DDPG:
+    if cls in (CIC, MOSS):
         kwargs.update(skill_dim=size["skill_dim"])
+    if sr:  # the paper's k, D and window; our U = 256
+        kwargs["addon"] = SelfReference(env.observation_space, device=device)
     agent = cls(env.observation_space, env.action_space, device=device, **kwargs)
     if cls is not DDPG:
         agent.setup_urlb(reward_free=reward_free, seed_steps=4000, episode_steps=1000)
@@ -50,7 +54,7 @@ def make_agent(cls, env, size: dict, reward_free: bool, device: str):
 
 
 def filled_buffer(agent, rows: int, device: str, seed: int = 0) -> ReplayBuffer:
-    columns = agent.replay_columns()
+    columns = agent.replay_spec(seed).columns
     storage = ColumnarStorage(rows, columns, device=device if device != "cpu" else None)
     rng = np.random.default_rng(seed)
     data = {k: rng.standard_normal((rows, *shape)).astype(dtype) for k, (shape, dtype) in columns.items()}
@@ -58,8 +62,13 @@ def filled_buffer(agent, rows: int, device: str, seed: int = 0) -> ReplayBuffer:
     data["truncated"][:] = (np.arange(rows) % 1000) == 999
     if "mode" in data:
         data["mode"] = (rng.random(rows) < 0.5).astype(np.float32)
+    for flag in ("sr_from_query", "sr_bypass"):
+        if flag in data:
+            data[flag] = (rng.random(rows) < 0.5).astype(np.float32)
     storage.add(**data)
-    return ReplayBuffer(storage, make_sampler("uniform", seed=seed), device=device, nstep=3, gamma=0.99)
+    buffer = ReplayBuffer(storage, make_sampler("uniform", seed=seed), device=device, nstep=3, gamma=0.99)
+    agent.on_episode_end(buffer)  # Self-Reference: the reference memory is the replay's newest rows
+    return buffer
 
 
 def sync(device: str) -> None:
@@ -83,7 +92,7 @@ def timed_updates(agent, buffer: ReplayBuffer, batch: int, updates: int, device:
 
 def act_rate(agent, env, steps: int = 300) -> float:
     obs = env.reset(seed=0)[0][None]
-    meta = agent.eval_meta(1)
+    meta = None
     agent.act(obs, meta)
     start = time.perf_counter()
     for _ in range(steps):
@@ -116,9 +125,11 @@ def main() -> None:
         print(f"\n== updates/s, {name} size (hidden {size['hidden_dim']}, batch {size['batch']}, "
               f"skill {size['skill_dim']}) ==")
         agents = {}
-        for label, cls, reward_free in (("DDPG", DDPG, False), ("CIC pretrain", CIC, True),
-                                        ("MOSS pretrain", MOSS, True), ("MOSS finetune", MOSS, False)):
-            agent = make_agent(cls, env, size, reward_free, args.device)
+        variants = (("DDPG", DDPG, False, False), ("RND pretrain", RND, True, False),
+                    ("RND+SR pretrain", RND, True, True), ("CIC pretrain", CIC, True, False),
+                    ("MOSS pretrain", MOSS, True, False), ("MOSS finetune", MOSS, False, False))
+        for label, cls, reward_free, sr in variants:
+            agent = make_agent(cls, env, size, reward_free, args.device, sr)
             buffer = filled_buffer(agent, 20_000, args.device)
             timed_updates(agent, buffer, size["batch"], 2, args.device)  # warm-up
             agents[label] = (agent, buffer, [], [])
@@ -132,7 +143,7 @@ def main() -> None:
             rate = args.updates / float(np.median(totals))
             acts = act_rate(agent, env)
             results[label] = (rate, acts)
-            print(f"{label:14s} {rate:8.2f} updates/s  ({sum(samples) / sum(totals):.0%} sampling)  "
+            print(f"{label:16s} {rate:8.2f} updates/s  ({sum(samples) / sum(totals):.0%} sampling)  "
                   f"x{rate / results['DDPG'][0]:.2f} of DDPG   act {acts:7.0f}/s")
         moss_rate, moss_act = results["MOSS pretrain"]
         # 2M frames at action repeat 1: 2M env steps and acts, 1M updates (one every 2 steps), 4000 seed steps

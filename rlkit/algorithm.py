@@ -245,6 +245,97 @@ class URLBAgent(Algorithm):
         """Copy what finetuning keeps from a pretrained agent's ``state_dict`` (URLB Sec. 4)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ the intrinsic reward (pretraining)
+    def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reward-free pretraining: one explicit training step of the module behind the intrinsic reward (RND's
+        predictor, ICM's models, CIC's discriminator, ...) on the batch (``obs``/``next_obs`` are the encoded,
+        detached observations); returns its metrics.  Default: nothing to train."""
+        return {}
+
+    def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """The intrinsic reward of every batch row (shape ``[B]``), which replaces the n-step reward of the
+        transition ``(s_t, s_{t+n})`` in pretraining (URLB's released code).  Pure: no gradient and no network
+        update; the only state it may advance is the reward's running normalisation statistics, which the
+        reference implementations update once per rewarded batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no intrinsic reward")
+
+    def on_episode_end(self, replay) -> None:
+        """Called by the URLB regimes after an environment step that ended an episode (and after the step's
+        transition was stored), with the replay buffer: add-ons that read past experience refresh from it."""
+
+    def addon_meta(self, episode_step: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The add-on's part of the meta (rows per env; merged with :meth:`init_meta`'s by the regime)."""
+        return {}
+
+    def probe_intrinsic_reward(self, batch) -> torch.Tensor | None:
+        """The intrinsic reward of each row of a probe batch, leaving every statistic as it was (None: the agent
+        has none); the regime logs how it drifts between log intervals (reward nonstationarity)."""
+        return None
+
+    def probe_metrics(self, batch) -> dict[str, torch.Tensor]:
+        """Measurements on a fixed probe batch that change nothing (intrinsic-reward drift in pretraining,
+        divergence from the pretrained policy in finetuning); the regime calls it once per log interval."""
+        return {}
+
+
+class URLBAddon:
+    """The contract of an add-on to URLB agents (Self-Reference, Zhao et al. 2025): it gives actor and critic
+    an extra input ``u(s)`` of width :attr:`context_dim` and trains its own modules, without changes to the agent.
+
+    Built from ``configs/addon/<name>.yaml`` (``_target_``) with the observation space and device, handed to the
+    agent's constructor as ``addon=``.  The agent calls: :meth:`setup` (pretraining or finetuning),
+    :meth:`meta_columns` / :meth:`init_meta` / :meth:`eval_meta` (per-step values stored with each transition),
+    :meth:`act_context` when acting, :meth:`batch_context` in each update (``u`` with gradient, trained through
+    the critic loss between :meth:`zero_grad` and :meth:`step`; ``u'`` without), :meth:`update` after the
+    actor-critic step (the add-on's own losses), :meth:`refresh` at episode ends, and ``state_dict`` /
+    ``load_state_dict`` / :meth:`init_from_snapshot` for checkpoints and finetuning.
+    """
+
+    name: ClassVar[str] = "addon"
+    context_dim: int = 0
+
+    def setup(self, reward_free: bool) -> None:
+        raise NotImplementedError
+
+    def meta_columns(self) -> Columns:
+        return {}
+
+    def init_meta(self, episode_step: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {}
+
+    def eval_meta(self, n: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def act_context(self, obs: torch.Tensor, meta: dict[str, np.ndarray], deterministic: bool
+                    ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def batch_context(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Clear the gradients of the modules trained through the critic loss."""
+
+    def step(self) -> None:
+        """Step the optimiser of the modules trained through the critic loss."""
+
+    def update(self, batch, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor
+               ) -> dict[str, torch.Tensor]:
+        return {}
+
+    def refresh(self, replay) -> None:
+        """An episode ended and its transitions are in ``replay``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def init_from_snapshot(self, state: dict[str, Any]) -> None:
+        """Finetuning: copy what the add-on carries over from its pretrained ``state_dict``."""
+        raise NotImplementedError
+
 
 def td_priorities(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PER priorities ``|delta_i| = mean_k |Q_k(s_i, a_i) - y_i|`` (Schaul et al. 2016, Sec. 3.3, proportional

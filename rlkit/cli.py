@@ -3,7 +3,7 @@
     rlkit train algo=NAME env=NAME [key=value ...]     train one run (Hydra overrides)
     rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib, or hydra/launcher=slurm)
     rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy
-    rlkit list [algos|envs|samplers]                    registered options with descriptions
+    rlkit list [algos|envs|samplers|addons]             registered options with descriptions
     rlkit report RUN_DIR [RUN_DIR ...]                  aggregate runs into tables and curves
 
 Bad input (unknown option or key, bad value, missing or malformed file, corrupt checkpoint) prints one
@@ -284,12 +284,12 @@ def cmd_eval(args: list[str]) -> int:
 
 # ---------------------------------------------------------------------------- list
 def cmd_list(args: list[str]) -> int:
-    parser = ArgumentParser(prog="rlkit list", description="List algorithms, envs and samplers.")
-    parser.add_argument("what", nargs="?", choices=("algos", "envs", "samplers"), default=None)
+    parser = ArgumentParser(prog="rlkit list", description="List algorithms, envs, samplers and add-ons.")
+    parser.add_argument("what", nargs="?", choices=("algos", "envs", "samplers", "addons"), default=None)
     ns = _parse(parser, args)
     from rlkit.config import group_descriptions, group_nodes
 
-    sections = {"algos": "algo", "envs": "env", "samplers": "sampler"}
+    sections = {"algos": "algo", "envs": "env", "samplers": "sampler", "addons": "addon"}
     for title, group in sections.items():
         if ns.what and ns.what != title:
             continue

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from rlkit.errors import ConfigError, choices_hint
 from rlkit.regimes import REGIME_CLASSES
 
-GROUPS = ("algo", "env", "sampler")
+GROUPS = ("algo", "env", "sampler", "addon")
 ENUMS = {
     "device": ("auto", "cpu", "cuda"),
     "eval.protocol": ("assigned", "first_finished"),

@@ -244,7 +244,7 @@ def test_pixel_encoder_shapes_shift_and_gradients():
 
 
 def test_ddpg_refuses_reward_free_pretraining():
-    with pytest.raises(ConfigError, match="algo=cic or algo=moss"):
+    with pytest.raises(ConfigError, match="use an intrinsic-reward agent"):
         DDPG(OBS, ACT, **SMALL).setup_urlb(reward_free=True, seed_steps=0, episode_steps=1000)
 
 
@@ -278,7 +278,8 @@ def test_cic_reward_is_the_knn_entropy_of_next_state_embeddings_after_the_cic_up
     algo.setup_urlb(reward_free=True, seed_steps=0, episode_steps=100)
     batch = make_batch(skill_dim=4)
     stats = copy.deepcopy(algo.reward_stats)
-    reward, metrics = algo.rl_reward(batch, batch.obs, batch.next_obs)  # updates the CIC networks first
+    metrics = algo.update_representation(batch, batch.obs, batch.next_obs)  # the CIC step first
+    reward = algo.intrinsic_reward(batch, batch.obs, batch.next_obs)
     embedding = algo.cic.state_net(batch.next_obs).detach()
     expected = particle_entropy_reward(embedding, embedding, stats, k=4)
     torch.testing.assert_close(reward, expected)
@@ -341,8 +342,12 @@ def test_moss_reward_uses_the_cic_parameters_from_before_the_update():
     algo.setup_urlb(reward_free=True, seed_steps=0, episode_steps=100)
     batch = make_batch(skill_dim=4, mode=np.arange(32) % 2)
     before = copy.deepcopy(algo)
-    reward, _ = algo.rl_reward(batch, batch.obs, batch.next_obs)
-    torch.testing.assert_close(reward, before.intrinsic_reward(batch, batch.obs, batch.next_obs))
+    metrics = algo.update(batch).metrics
+    expected = copy.deepcopy(before).intrinsic_reward(batch, batch.obs, batch.next_obs)
+    torch.testing.assert_close(metrics["train/intrinsic_reward"], expected.mean())
+    later = copy.deepcopy(before)
+    later.update_representation(batch, batch.obs, batch.next_obs)  # the post-update reward differs
+    assert not torch.allclose(later.intrinsic_reward(batch, batch.obs, batch.next_obs), expected)
     assert not same(params(before.cic), params(algo.cic))
 
 

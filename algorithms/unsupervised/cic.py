@@ -127,8 +127,11 @@ class CIC(DDPG):
         return {"skill": self.constant_skill(n)}
 
     # ------------------------------------------------------------------ intrinsic reward
-    def update_cic(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor) -> dict[str, torch.Tensor]:
-        query, key = self.cic(obs, next_obs, skill)
+    def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Adam step of the CIC networks on the contrastive loss (module docstring), ``update_rep`` on."""
+        if not self.update_rep:
+            return {}
+        query, key = self.cic(obs, next_obs, batch.skill)
         loss = cic_contrastive_loss(query, key, self.temperature).mean()
         self.cic_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,20 +147,5 @@ class CIC(DDPG):
                                        average=self.knn_avg, subtract_mean=self.knn_subtract_mean)
 
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """CIC's reward: the kNN particle entropy of the ``g_s`` embeddings (no network is trained here)."""
         return self.entropy_reward(obs, next_obs)
-
-    def rl_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Pretraining: the intrinsic reward (the batch's extrinsic reward is ignored); finetuning: the
-        n-step extrinsic return."""
-        if not self.reward_free:
-            return batch.reward, {}
-        metrics: dict[str, torch.Tensor] = {}
-        if self.reward_before_rep_update:
-            reward = self.intrinsic_reward(batch, obs, next_obs)
-        if self.update_rep:
-            metrics.update(self.update_cic(obs, next_obs, batch.skill))
-        if not self.reward_before_rep_update:
-            reward = self.intrinsic_reward(batch, obs, next_obs)
-        metrics["train/intrinsic_reward"] = reward.mean()
-        metrics["train/extrinsic_reward"] = batch.reward.mean()
-        return reward, metrics

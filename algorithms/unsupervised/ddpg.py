@@ -37,12 +37,18 @@ URLB hooks (called by :mod:`rlkit.regimes.urlb`): :meth:`setup_urlb`, :meth:`met
 :meth:`init_meta`, :meth:`eval_meta`, :meth:`warmup_actions`, :meth:`observe_reward`,
 :meth:`init_from_snapshot`; attributes ``nstep``, ``gamma``, ``meta_interval`` and ``env_step`` (set by the
 regime before every environment step; the std schedule reads it).
+
+Intrinsic-reward agents (RND, APT, CIC, MOSS, ...) derive from this class and implement two separate
+methods that :meth:`DDPG.update` calls in pretraining: ``update_representation`` (the one place their module is
+trained) and ``intrinsic_reward`` (pure: it reads the module and trains nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -51,7 +57,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.algorithm import ContinuousActionMixin, DiagnosticsCritic, ReplaySpec, UpdateResult, URLBAgent, td_priorities
+from rlkit.algorithm import (
+    ContinuousActionMixin,
+    DiagnosticsCritic,
+    ReplaySpec,
+    UpdateResult,
+    URLBAddon,
+    URLBAgent,
+    td_priorities,
+)
+from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.nets import polyak_update
 from rlkit.optim import adam
@@ -219,7 +234,7 @@ class DDPG(ContinuousActionMixin, URLBAgent):
                  gamma: float = 0.99, nstep: int = 3, tau: float = 0.01, stddev_schedule: float | str = 0.2,
                  stddev_clip: float = 0.3, init_critic: bool = True, target_from_fresh_critic: bool = True,
                  finetune_update_encoder: bool = False, simultaneous_update: bool = False,
-                 meta_dim: int = 0) -> None:
+                 meta_dim: int = 0, addon: URLBAddon | None = None) -> None:
         super().__init__(observation_space, action_space, device)
         if not isinstance(action_space, gym.spaces.Box):
             raise ConfigError(f"{type(self).__name__} needs a continuous (Box) action space; got {action_space}")
@@ -239,6 +254,8 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         self.finetune_update_encoder = bool(finetune_update_encoder)
         self.simultaneous_update = bool(simultaneous_update)
         self.reward_free = False
+        #: compute the intrinsic reward before ``update_representation``'s step (MOSS) instead of after it
+        self.reward_before_rep_update = False
         self.update_encoder = True
 
         if pixels:
@@ -247,11 +264,17 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         else:
             self.encoder = nn.Identity()
             repr_dim, trunk_dim = self.obs_dim, self.hidden_dim
-        in_dim = repr_dim + self.meta_dim
+        #: an add-on (Self-Reference) whose vector u(s) is an extra input of actor and critic
+        self.addon = addon
+        in_dim = repr_dim + self.meta_dim + (addon.context_dim if addon is not None else 0)
         act_dim = self.action_dim
         self.actor = Actor(in_dim, act_dim, self.hidden_dim, trunk_dim, pixels).to(self.device)
         self.critic = Critic(in_dim, act_dim, self.hidden_dim, self.feature_dim, pixels).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        #: measurements only: the actor as finetuning received it (KL to the pretrained policy) and the running
+        #: mean of the pretraining intrinsic reward (normalised intrinsic return), Self-Reference's Table 2
+        self.pretrained_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.intrinsic_reward_stats = RunningMeanVar().to(self.device)
         self.actor_opt = adam(self.actor.parameters(), lr)
         self.critic_opt = adam(self.critic.parameters(), lr)
         self.encoder_opt = adam(self.encoder.parameters(), lr) if pixels else None
@@ -262,15 +285,17 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         """Called once by the URLB regimes: reward-free pretraining or finetuning on the task reward,
         the number of seed (warm-up) steps and the environment's episode length in agent steps."""
         if reward_free:
-            raise ConfigError(f"{type(self).__name__} has no intrinsic reward and cannot pretrain reward-free; "
-                              "use algo=cic or algo=moss with regime=pretrain")
+            raise ConfigError(f"{type(self).__name__} has no intrinsic reward and cannot pretrain reward-free; use an "
+                              "intrinsic-reward agent (algo=rnd, apt, icm, disagreement, cic or algo=moss) with "
+                              "regime=pretrain")
         self.reward_free = False
 
     def replay_spec(self, seed: int) -> ReplaySpec:
         """The transition columns plus the meta columns, n-step returns with the agent's ``nstep``/``gamma``."""
         obs_dtype = np.uint8 if self.pixels else np.float32
+        extra = {**self.meta_columns(), **(self.addon.meta_columns() if self.addon is not None else {})}
         columns = transition_columns(tuple(self.observation_space.shape), tuple(self.action_space.shape),
-                                     obs_dtype=obs_dtype, extra=self.meta_columns())
+                                     obs_dtype=obs_dtype, extra=extra)
         return ReplaySpec(columns=columns, nstep=self.nstep, gamma=self.gamma)
 
     # ------------------------------------------------------------------ acting
@@ -279,15 +304,36 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             return None
         return torch.as_tensor(np.asarray(meta["skill"]), dtype=torch.float32, device=self.device)
 
-    def _policy_input(self, features: torch.Tensor, skill: torch.Tensor | None) -> torch.Tensor:
-        return features if skill is None else torch.cat([features, skill], dim=-1)
+    def _policy_input(self, features: torch.Tensor, skill: torch.Tensor | None,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
+        """``x = [f(s), z, u]`` (``z`` for skill agents, ``u`` the add-on's vector)."""
+        parts = [p for p in (features, skill, context) if p is not None]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def _sync_addon(self) -> URLBAddon | None:
+        if self.addon is not None:
+            self.addon.setup(self.reward_free)
+        return self.addon
+
+    def addon_meta(self, episode_step: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        addon = self._sync_addon()
+        return addon.init_meta(episode_step, rng) if addon is not None else {}
+
+    def on_episode_end(self, replay) -> None:
+        if self.addon is not None:
+            self.addon.refresh(replay)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = False) -> tuple[np.ndarray, Any]:
         obs_t = torch.as_tensor(obs, device=self.device).float()
+        addon = self._sync_addon()
         if state is None:
-            state = self.eval_meta(obs_t.shape[0])
-        x = self._policy_input(self.encoder(obs_t), self._meta_tensor(state))
+            state = {**self.eval_meta(obs_t.shape[0]), **(addon.eval_meta(obs_t.shape[0]) if addon else {})}
+        context = None
+        if addon is not None:
+            context, stored = addon.act_context(obs_t, state, deterministic)
+            state = {**state, **stored}
+        x = self._policy_input(self.encoder(obs_t), self._meta_tensor(state), context)
         mu = self.actor(x)
         action = mu if deterministic else sample_truncated(mu, stddev_at(self.stddev_schedule, self.env_step))
         return self.to_env_action(action), state
@@ -299,24 +345,47 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             return self.encoder(random_shift(obs))
         return obs.float()
 
-    def rl_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The reward the critic regresses on: the batch's n-step extrinsic return for DDPG."""
-        return batch.reward, {}
-
     def update(self, batch) -> UpdateResult:
+        """One URLB agent update, top to bottom (URLB's released ``update``; module docstring equations):
+
+        1. encode ``s`` (pixels: random shift + conv encoder) and ``s'`` (no gradient);
+        2. reward-free pretraining: train the intrinsic module (:meth:`update_representation`, explicit) and
+           compute the intrinsic reward (:meth:`intrinsic_reward`, pure), from the module's parameters after that
+           step (URLB, CIC) or before it (``reward_before_rep_update``: MOSS); finetuning: the n-step extrinsic
+           return ``R^(n)`` of the batch;
+        3. with an add-on (Self-Reference): its vector ``u`` of ``s`` (with gradient) and ``u'`` of ``s'``;
+        4. critic step, actor step and target EMA on ``x = [f(s), z, u]`` (:meth:`update_actor_critic`);
+        5. the add-on's own losses (Self-Reference's query module) on the same batch and reward.
+        """
+        addon = self._sync_addon()
         obs = self.encode(batch.obs)
         with torch.no_grad():
             next_obs = self.encode(batch.next_obs)
-        reward, metrics = self.rl_reward(batch, obs.detach(), next_obs)
+        metrics: dict[str, Any] = {}
+        if self.reward_free:
+            early = self.intrinsic_reward(batch, obs.detach(), next_obs) if self.reward_before_rep_update else None
+            metrics.update(self.update_representation(batch, obs.detach(), next_obs))
+            reward = early if early is not None else self.intrinsic_reward(batch, obs.detach(), next_obs)
+            metrics.update(self.reward_metrics(batch, reward))
+            self.intrinsic_reward_stats.update(reward)
+        else:
+            reward = batch.reward
         if not self.update_encoder:
             obs = obs.detach()
         skill = batch.skill if self.meta_dim else None
-        x = self._policy_input(obs, skill)
-        x_next = self._policy_input(next_obs, skill)
+        context, next_context = addon.batch_context(batch, obs.detach(), next_obs) if addon else (None, None)
+        x = self._policy_input(obs, skill, context)
+        x_next = self._policy_input(next_obs, skill, next_context)
         ac_metrics, q, target = self.update_actor_critic(x, self.from_env_action(batch.action), reward,
                                                          batch.discount, x_next)
         metrics.update(ac_metrics)
+        if addon is not None:
+            metrics.update(addon.update(batch, obs.detach(), next_obs, reward))
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def reward_metrics(self, batch, reward: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pretraining metrics of the rewarded batch: its mean intrinsic and (ignored) extrinsic reward."""
+        return {"train/intrinsic_reward": reward.mean(), "train/extrinsic_reward": batch.reward.mean()}
 
     def update_actor_critic(self, x: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                             discount: torch.Tensor, x_next: torch.Tensor
@@ -338,6 +407,8 @@ class DDPG(ContinuousActionMixin, URLBAgent):
 
         if self.encoder_opt is not None:
             self.encoder_opt.zero_grad(set_to_none=True)
+        if self.addon is not None:  # its vector u is trained through the critic loss
+            self.addon.zero_grad()
         if self.simultaneous_update:  # MOSS JAX: both gradients at the pre-update parameters
             actor_loss = actor_loss_fn()
             self.actor_opt.zero_grad(set_to_none=True)
@@ -356,6 +427,8 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             self.actor_opt.step()
         if self.encoder_opt is not None and self.update_encoder:
             self.encoder_opt.step()
+        if self.addon is not None:
+            self.addon.step()
         polyak_update(self.critic, self.critic_target, self.tau)
         return {
             "train/critic_loss": critic_loss.detach(),
@@ -366,9 +439,54 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             "train/stddev": std,
         }, torch.stack([q1.detach(), q2.detach()]), target
 
+    # ------------------------------------------------------------------ measurements (change nothing)
+    @contextlib.contextmanager
+    def frozen_reward_statistics(self) -> Iterator[None]:
+        """Restore every running reward statistic (:class:`RunningMeanVar`) on exit, so a measured reward leaves
+        the agent exactly as it was."""
+        stats = [m for v in vars(self).values() if isinstance(v, nn.Module) for m in v.modules()
+                 if isinstance(m, RunningMeanVar)]
+        saved = [copy.deepcopy(m.state_dict()) for m in stats]
+        try:
+            yield
+        finally:
+            for m, state in zip(stats, saved, strict=True):
+                m.load_state_dict(state)
+
+    @torch.no_grad()
+    def probe_intrinsic_reward(self, batch) -> torch.Tensor | None:
+        """The intrinsic reward of each probe row with the reward statistics left untouched (None: no intrinsic
+        reward)."""
+        if type(self).intrinsic_reward is URLBAgent.intrinsic_reward or self.pixels:
+            return None
+        with self.frozen_reward_statistics():
+            return self.intrinsic_reward(batch, batch.obs.float(), batch.next_obs.float())
+
+    @torch.no_grad()
+    def probe_metrics(self, batch) -> dict[str, torch.Tensor]:
+        """Finetuning, on a fixed probe batch, Self-Reference's Table 2 measures (Zhao et al. 2025):
+        ``urlb/kl_to_pretrained`` = ``mean_s KL(N(mu_ft(s), sigma^2 I) || N(mu_pre(s), sigma^2 I)) =
+        mean_s sum_j (mu_ft - mu_pre)_j^2 / (2 sigma^2)`` (sigma the exploration std; ``mu_pre`` the actor the
+        snapshot gave) and ``urlb/normalized_intrinsic_reward`` = the probe's intrinsic reward under the
+        pretrained intrinsic module over the mean pretraining intrinsic reward.  With an add-on both actors see
+        the current ``u``.  Pretraining: nothing (the regime logs the reward drift)."""
+        if self.reward_free or self.pixels:
+            return {}
+        obs, next_obs = batch.obs.float(), batch.next_obs.float()
+        skill = batch.skill if self.meta_dim else None
+        context = self._sync_addon().batch_context(batch, obs, next_obs)[0] if self.addon is not None else None
+        x = self._policy_input(obs, skill, context)
+        std = stddev_at(self.stddev_schedule, self.env_step)
+        kl = (self.actor(x) - self.pretrained_actor(x)).square().sum(-1) / (2 * std**2)
+        metrics = {"urlb/kl_to_pretrained": kl.mean()}
+        reward = self.probe_intrinsic_reward(batch)
+        if reward is not None and self.intrinsic_reward_stats.count > 1:  # the snapshot saw pretraining rewards
+            metrics["urlb/normalized_intrinsic_reward"] = reward.mean() / self.intrinsic_reward_stats.mean.squeeze()
+        return metrics
+
     def critic_for_diagnostics(self) -> DiagnosticsCritic | None:
         """``Q1`` and ``mu`` on state observations and actions in [-1, 1]; None for pixels or skills."""
-        if self.meta_dim or self.pixels:
+        if self.meta_dim or self.pixels or self.addon is not None:
             return None
         return DiagnosticsCritic(q=_Q1View(self.critic), policy=self.actor, gamma=self.gamma,
                                  inputs=lambda o, a: (o, self.from_env_action(a)))
@@ -377,6 +495,11 @@ class DDPG(ContinuousActionMixin, URLBAgent):
     def init_from_snapshot(self, state: dict[str, Any]) -> None:
         """URLB's ``init_from`` (released code): copy the encoder, the whole actor and (``init_critic``) the critic
         trunk from a pretrained agent's ``state_dict``; everything else stays as constructed."""
+        if self.addon is not None and "addon" not in state:
+            raise CheckpointError(f"the snapshot was pretrained without addon={self.addon.name}; finetune with "
+                                  "addon=none")
+        if self.addon is None and "addon" in state:
+            raise CheckpointError("the snapshot was pretrained with an add-on; finetune with the same addon=")
         try:
             if self.pixels:
                 self.encoder.load_state_dict(state["encoder"])
@@ -387,6 +510,29 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"the snapshot's networks do not fit this {type(self).__name__}: "
                                   f"{str(exc).splitlines()[0]}") from exc
+        if self.addon is not None:
+            self.addon.init_from_snapshot(state["addon"])
+        # measurement-only copies (unused by finetuning's updates): the received actor, the pretrained intrinsic
+        # module(s) and the pretraining reward statistics
+        self.pretrained_actor.load_state_dict(self.actor.state_dict())
+        kept = {"actor", "critic", "critic_target", "encoder", "pretrained_actor"}
+        for name, value in vars(self).items():
+            if isinstance(value, nn.Module) and name not in kept and name in state:
+                value.load_state_dict(state[name])
         if not self.target_from_fresh_critic:
             self.critic_target.load_state_dict(self.critic.state_dict())
         self.update_encoder = self.finetune_update_encoder or not self.pixels
+
+    # ------------------------------------------------------------------ persistence (the add-on's state too)
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.addon is not None:
+            state["addon"] = self.addon.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.addon is not None:
+            if "addon" not in state:
+                raise KeyError("checkpoint lacks the add-on's state")
+            self.addon.load_state_dict(state["addon"])

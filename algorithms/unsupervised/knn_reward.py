@@ -10,7 +10,8 @@ CIC (Laskin et al. 2022) and MOSS (Zhao et al. 2022), as in their released code.
   ``n <- n + B``, starting from ``M = 0, S = 1, n = 1e-4``;
 * normalise with the updated statistics: ``D~ = D/S`` (CIC, PyTorch) or ``D~ = (D - M)/S`` (MOSS, JAX,
   ``subtract_mean=True``).  ``S`` is a running *variance* used directly as the divisor (no square root) in
-  both reference codebases -- replicated;
+  both reference codebases -- replicated.  URLB's own ``PBE`` (APT, APS) divides by the running *mean*
+  instead, ``D~ = D/M`` (``divisor="mean"``);
 * ``r_i = log(1 + mean_k max(D~_ik - c, 0))`` with ``c = 0.0005`` (``average=True``), or only the k-th
   neighbour ``r_i = log(1 + max(D~_ik - c, 0))`` (``average=False``).
 
@@ -64,7 +65,7 @@ def knn_distances(source: torch.Tensor, target: torch.Tensor, k: int) -> torch.T
 @torch.no_grad()
 def particle_entropy_reward(source: torch.Tensor, target: torch.Tensor, stats: RunningMeanVar | None,
                             k: int = 16, clip: float = 0.0005, average: bool = True,
-                            subtract_mean: bool = False) -> torch.Tensor:
+                            subtract_mean: bool = False, divisor: str = "var") -> torch.Tensor:
     """APT's kNN particle-entropy reward of each source row, shape ``(b1,)`` (module docstring).
 
     ``stats=None`` skips the running normalisation (``knn_rms=False`` in the references).
@@ -74,6 +75,7 @@ def particle_entropy_reward(source: torch.Tensor, target: torch.Tensor, stats: R
         kept = kept[:, -1:]
     if stats is not None:
         mean, var = stats.update(kept)
-        kept = (kept - mean) / var if subtract_mean else kept / var
+        scale = mean if divisor == "mean" else var
+        kept = (kept - mean) / scale if subtract_mean else kept / scale
     kept = torch.clamp_min(kept - clip, 0.0)
     return torch.log1p(kept.mean(dim=1))

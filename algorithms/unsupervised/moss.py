@@ -212,15 +212,13 @@ class MOSS(CIC):
 
     # ------------------------------------------------------------------ intrinsic reward
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        entropy = self.entropy_reward(obs, next_obs)
-        return mixture_reward(entropy, batch.mode)
+        """The mixture reward: CIC's entropy reward signed by the stored mode (module docstring)."""
+        return mixture_reward(self.entropy_reward(obs, next_obs), batch.mode)
 
-    def rl_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        reward, metrics = super().rl_reward(batch, obs, next_obs)
-        if self.reward_free:
-            control = batch.mode > 0.5
-            count = control.sum()
-            metrics["train/control_fraction"] = count.float() / control.numel()
-            metrics["train/control_reward"] = (reward * control).sum() / count.clamp(min=1)
-            metrics["train/explore_reward"] = (reward * ~control).sum() / (control.numel() - count).clamp(min=1)
-        return reward, metrics
+    def reward_metrics(self, batch, reward: torch.Tensor) -> dict[str, torch.Tensor]:
+        control = batch.mode > 0.5
+        count = control.sum()
+        return {**super().reward_metrics(batch, reward),
+                "train/control_fraction": count.float() / control.numel(),
+                "train/control_reward": (reward * control).sum() / count.clamp(min=1),
+                "train/explore_reward": (reward * ~control).sum() / (control.numel() - count).clamp(min=1)}

@@ -44,6 +44,12 @@ def load_summaries(runs: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def method(summary: dict[str, Any]) -> str:
+    """The label a run is grouped under: its algorithm, with ``+<addon>`` when it ran with an add-on."""
+    addon = summary.get("addon")
+    return f"{summary['algo']}+{addon}" if addon else str(summary["algo"])
+
+
 def _score(summary: dict[str, Any]) -> float:
     s = summary.get("final_normalized_score")
     return float(s if s is not None else summary.get("final_return", float("nan")))
@@ -53,7 +59,7 @@ def per_task_rows(summaries: list[dict[str, Any]], reps: int) -> list[dict[str, 
     # runs measured under different evaluation protocols are never averaged together
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
-        groups[(s["algo"], s["env"], s.get("eval_protocol") or "")].append(s)
+        groups[(method(s), s["env"], s.get("eval_protocol") or "")].append(s)
     rows = []
     for (algo, env, _), items in sorted(groups.items()):
         scores = np.array([_score(s) for s in items])
@@ -80,8 +86,8 @@ def aggregate_rows(summaries: list[dict[str, Any]], reps: int) -> list[dict[str,
     for s in summaries:
         if s.get("final_normalized_score") is None:
             continue
-        by_algo[s["algo"]][s["env"]].append(float(s["final_normalized_score"]))
-        tables[s["algo"]] = s.get("score_table") or ""
+        by_algo[method(s)][s["env"]].append(float(s["final_normalized_score"]))
+        tables[method(s)] = s.get("score_table") or ""
     rows = []
     for algo, tasks in sorted(by_algo.items()):
         n = min(len(v) for v in tasks.values())
@@ -112,7 +118,7 @@ def learning_curves(summaries: list[dict[str, Any]], path: Path) -> Path | None:
         points = [(r["step"], r[key]) for r in read_metrics(metrics_path) if key in r]
         if points:
             steps, values = map(np.array, zip(*points))
-            curves[s["env"]][s["algo"]].append((steps, values))
+            curves[s["env"]][method(s)].append((steps, values))
     if not curves:
         return None
     envs = sorted(curves)
@@ -153,7 +159,7 @@ def urlb_tables(summaries: list[dict[str, Any]], reps: int = 2000) -> dict[str, 
     for s in summaries:
         if s.get("score_table") != "urlb" or s.get("final_normalized_score") is None:
             continue
-        runs[_domain(s)][s["algo"]][s["env"]].append(float(s["final_normalized_score"]))
+        runs[_domain(s)][method(s)][s["env"]].append(float(s["final_normalized_score"]))
     tables: dict[str, list[dict[str, Any]]] = {}
     for domain in sorted(runs):
         rows = []
@@ -220,6 +226,9 @@ def build_report(paths: list[str], out_dir: str | None = None, reps: int = 2000)
     urlb = urlb_tables(summaries, reps)
     if urlb:
         lines += ["", urlb_markdown(urlb).rstrip()]
+        from rlkit.evaluation.rliable_plots import urlb_rliable
+
+        lines += ["", urlb_rliable(summaries, out, reps).rstrip()]
     png = learning_curves(summaries, out / "learning_curves.png")
     if png:
         lines += ["", f"Learning curves: {png}"]

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlkit import envs
-from rlkit.algorithm import Algorithm
+from rlkit.algorithm import Algorithm, URLBAddon, URLBAgent
 from rlkit.checkpoint import checkpoint_path, load_latest_intact, save_checkpoint
 from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
@@ -44,6 +44,9 @@ def build_algorithm(cfg: DictConfig, observation_space, action_space, device: to
     if not target:
         raise ConfigError(f"algo config '{cfg.algo.get('name')}' has no _target_ class")
     cls = algorithm_class(cfg)
+    addon = build_addon(cfg, cls, observation_space, device)
+    if addon is not None:
+        extra["addon"] = addon
     try:
         return cls(observation_space=observation_space, action_space=action_space, device=device,
                    **params, **extra)
@@ -52,6 +55,38 @@ def build_algorithm(cfg: DictConfig, observation_space, action_space, device: to
             bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
             raise ConfigError(f"algorithm {target.rsplit('.', 1)[-1]} has no parameter '{bad}'; "
                               f"check algo.{bad}") from exc
+        raise
+
+
+def addon_name(cfg: DictConfig) -> str | None:
+    """The add-on of the run (``addon=NAME``), None without one."""
+    node = cfg.get("addon")
+    return str(node.get("name")) if node is not None and node.get("_target_") else None
+
+
+def build_addon(cfg: DictConfig, algo_cls: type[Algorithm], observation_space, device: torch.device):
+    """Instantiate ``cfg.addon`` (``_target_``, a :class:`~rlkit.algorithm.URLBAddon`) for a URLB agent; refuse
+    it for any other algorithm.  None without an add-on."""
+    name = addon_name(cfg)
+    if name is None:
+        return None
+    if not issubclass(algo_cls, URLBAgent):
+        raise ConfigError(f"addon={name} augments URLB agents only (algo=rnd, apt, icm, disagreement, cic, moss, "
+                          f"ddpg); algo={cfg.algo.get('name')} is not one: drop addon={name}")
+    from hydra.utils import get_class
+
+    params = OmegaConf.to_container(cfg.addon, resolve=True)
+    cls = get_class(str(params.pop("_target_")))
+    for key in META_KEYS:
+        params.pop(key, None)
+    if not (isinstance(cls, type) and issubclass(cls, URLBAddon)):
+        raise ConfigError(f"addon '{name}' ({cfg.addon._target_}) is not an rlkit URLBAddon subclass")
+    try:
+        return cls(observation_space=observation_space, device=device, **params)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+            raise ConfigError(f"addon {name} has no parameter '{bad}'; check addon.{bad}") from exc
         raise
 
 

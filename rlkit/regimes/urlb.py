@@ -47,7 +47,10 @@ from omegaconf import OmegaConf
 from rlkit.algorithm import URLBAgent
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.errors import CheckpointError, ConfigError
+from rlkit.evaluation.coverage import StateCoverage
+from rlkit.regimes.base import addon_name
 from rlkit.regimes.online import OnlineRegime
+from rlkit.replay import Batch
 from rlkit.utils import atomic_write_text, derive_seed
 
 SNAPSHOT_KIND = "urlb_snapshot"
@@ -68,9 +71,20 @@ class URLBRegime(OnlineRegime):
         first = self.env.envs[0].unwrapped
         self.action_repeat = int(getattr(first, "action_repeat", 1))
         episode_steps = int(getattr(first, "max_episode_steps", 1000))
+        if addon_name(self.cfg) and self.num_envs != 1:
+            raise ConfigError(f"addon={addon_name(self.cfg)} reads episodes from consecutive replay rows; use "
+                              f"train.num_envs=1 (got {self.num_envs})")
         self.algo.setup_urlb(reward_free=self.reward_free, seed_steps=self.warmup, episode_steps=episode_steps)
         self.meta_interval = int(self.algo.meta_interval)
         self.meta_rng = np.random.default_rng(derive_seed(int(self.cfg.seed), "urlb meta"))
+        measures = self.cfg.get("urlb") or {}
+        self.coverage = StateCoverage(int(np.prod(self.env.single_observation_space.shape)),
+                                      seed=derive_seed(int(self.cfg.seed), "urlb coverage"),
+                                      dims=int(measures.get("coverage_dims", 3)),
+                                      cell_size=float(measures.get("coverage_cell", 0.5)))
+        self.probe_size = int(measures.get("probe_batch", 1024))
+        self.probe = None
+        self.probe_reward = None
 
     # ------------------------------------------------------------------ meta
     def _refresh_meta(self) -> None:
@@ -83,7 +97,8 @@ class URLBRegime(OnlineRegime):
             due = self.episode_length == 0
         if not due.any():
             return
-        fresh = self.algo.init_meta(self.episode_length.copy(), self.step, self.meta_rng)
+        fresh = {**self.algo.init_meta(self.episode_length.copy(), self.step, self.meta_rng),
+                 **self.algo.addon_meta(self.episode_length.copy(), self.meta_rng)}
         if self.act_state is None:
             self.act_state = {k: np.array(v) for k, v in fresh.items()}
             return
@@ -102,19 +117,48 @@ class URLBRegime(OnlineRegime):
         self.algo.env_step = self.step
         self._refresh_meta()
         metrics = super().train_step()
-        self.algo.observe_reward(np.asarray(self.last_transition["reward"]))
+        last = self.last_transition
+        self.coverage.add(np.asarray(last["obs"]))
+        self.algo.observe_reward(np.asarray(last["reward"]))
+        if (np.asarray(last["terminated"]) | np.asarray(last["truncated"])).any():
+            self.algo.on_episode_end(self.buffer)
         return metrics
+
+    def interval_metrics(self) -> dict[str, float]:
+        """Once per log interval: state coverage; on a fixed probe batch (drawn once after the seed steps) the
+        intrinsic reward's drift since the previous interval, ``urlb/reward_drift = mean_i |r_i - r_i^prev| /
+        mean_i |r_i^prev|`` (nonstationarity of the pretraining reward), and the agent's probe measures
+        (finetuning: KL to the pretrained policy, normalised intrinsic reward; Self-Reference's Table 2)."""
+        out = {**super().interval_metrics(), **self.coverage.metrics()}
+        if self.step < self.warmup or len(self.buffer) < self.probe_size:
+            return out
+        if self.probe is None:
+            self.probe = self.probe_batch(self.probe_size)
+        reward = self.algo.probe_intrinsic_reward(self.probe) if self.reward_free else None
+        if reward is not None:
+            out["urlb/probe_intrinsic_reward"] = float(reward.mean())
+            if self.probe_reward is not None:
+                prev = self.probe_reward
+                out["urlb/reward_drift"] = float((reward - prev).abs().mean() / prev.abs().mean().clamp(min=1e-8))
+            self.probe_reward = reward
+        out.update({k: float(v) for k, v in self.algo.probe_metrics(self.probe).items()})
+        return out
 
     @property
     def frames(self) -> int:
         return self.step * self.action_repeat
 
     def regime_state(self) -> dict[str, Any]:
-        return {**super().regime_state(), "meta_rng": self.meta_rng.bit_generator.state}
+        return {**super().regime_state(), "meta_rng": self.meta_rng.bit_generator.state,
+                "coverage": self.coverage.state_dict(), "probe": None if self.probe is None else dict(self.probe),
+                "probe_reward": self.probe_reward}
 
     def load_regime_state(self, state: dict[str, Any]) -> None:
         super().load_regime_state(state)
         self.meta_rng.bit_generator.state = state["meta_rng"]
+        self.coverage.load_state_dict(state["coverage"])
+        self.probe = None if state["probe"] is None else Batch(state["probe"])
+        self.probe_reward = state["probe_reward"]
 
 
 # ---------------------------------------------------------------------------- pretraining
@@ -153,6 +197,7 @@ class PretrainRegime(URLBRegime):
             "algo_target": str(cfg.algo._target_),
             "algo_name": str(cfg.algo.get("name")),
             "algo_config": OmegaConf.to_container(cfg.algo, resolve=True),
+            "addon": addon_name(cfg),
             "env": str(cfg.env.get("name")),
             "env_family": cfg.env.get("family"),
             "seed": int(cfg.seed),
@@ -166,6 +211,7 @@ class PretrainRegime(URLBRegime):
         summary = super().write_summary(finished)
         summary["snapshots"] = [str(p) for p in list_snapshots(self.run_dir)]
         summary["frames"] = self.frames
+        summary["addon"] = addon_name(self.cfg)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
@@ -235,6 +281,11 @@ class FinetuneRegime(URLBRegime):
         if payload.get("algo_target") != target:
             raise CheckpointError(f"snapshot '{path}' was pretrained by {payload.get('algo_name')} "
                                   f"({payload.get('algo_target')}); finetune it with algo={payload.get('algo_name')}")
+        pretrained_addon, addon = payload.get("addon"), addon_name(cfg)
+        if pretrained_addon != addon:
+            raise CheckpointError(f"snapshot '{path}' was pretrained with addon={pretrained_addon or 'none'} but this "
+                                  f"finetune has addon={addon or 'none'}; finetune with "
+                                  f"addon={pretrained_addon or 'none'}")
         obs_shape = tuple(self.env.single_observation_space.shape)
         act_shape = tuple(self.env.single_action_space.shape)
         if tuple(payload["observation_shape"]) != obs_shape or tuple(payload["action_shape"]) != act_shape:
@@ -267,5 +318,6 @@ class FinetuneRegime(URLBRegime):
         summary.update(self.snapshot_info or {"snapshot": None, "snapshot_frames": 0})
         summary["urlb_domain"] = family[len("urlb_"):] if family.startswith("urlb_") else None
         summary["frames"] = self.frames
+        summary["addon"] = addon_name(self.cfg)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary

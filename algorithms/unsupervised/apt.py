@@ -1,0 +1,83 @@
+"""APT -- Active Pre-Training (Liu & Abbeel 2021, arXiv 2103.04551) with URLB's ICM representation ("APT (ICM
+rep.)", Laskin et al. 2021, released ``agent/icm_apt.py`` and ``icm_apt.yaml``), on the URLB DDPG backbone.
+
+* Representation ``phi(s) = tanh(LayerNorm(W s + b))`` of width ``rep_dim`` (512), trained as ICM's encoder:
+  forward model ``f([phi(s), a]) -> phi(s')`` and inverse model ``g([phi(s), phi(s')]) -> a`` (``Linear ->
+  ReLU -> Linear``, hidden ``hidden_dim``; ``g`` ends in tanh), loss
+  ``L = mean ||phi(s') - f(phi(s), a)||_2 + mean ||a - g(phi(s), phi(s'))||_2`` (Adam, lr 1e-4), one step per
+  update before the reward.
+* Reward: APT's particle-based entropy over the batch in ``phi`` space, source = target = ``phi(s_t)``:
+  the ``k`` (12) smallest ``D_ij = ||phi_i - phi_j||`` of each row (its own 0 included), averaged,
+  ``r_i = log(1 + mean_k max(D~_ik - c, 0))``, ``c = knn_clip`` (0).  ``knn_rms`` (off in ``icm_apt.yaml``)
+  divides by the running *mean* of the kept distances, as URLB's ``PBE`` does (CIC divides by the variance).
+
+States only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
+from rlkit.algorithms.unsupervised.rnd import states_only
+from rlkit.optim import adam
+
+
+class ICMRepresentation(nn.Module):
+    """APT's ICM with a trunk: ``phi``, forward model ``f`` and inverse model ``g`` (module docstring)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, rep_dim: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, rep_dim), nn.LayerNorm(rep_dim), nn.Tanh())
+        self.forward_net = nn.Sequential(nn.Linear(rep_dim + action_dim, hidden_dim), nn.ReLU(),
+                                         nn.Linear(hidden_dim, rep_dim))
+        self.backward_net = nn.Sequential(nn.Linear(2 * rep_dim, hidden_dim), nn.ReLU(),
+                                          nn.Linear(hidden_dim, action_dim), nn.Tanh())
+        self.apply(orthogonal_init)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and inverse errors ``(||phi(s') - f||, ||a - g||)``, each ``(B,)``."""
+        rep, next_rep = self.trunk(obs), self.trunk(next_obs)
+        forward_error = (next_rep - self.forward_net(torch.cat([rep, action], -1))).norm(dim=-1)
+        backward_error = (action - self.backward_net(torch.cat([rep, next_rep], -1))).norm(dim=-1)
+        return forward_error, backward_error
+
+
+class APT(DDPG):
+    """APT with the ICM representation (module docstring)."""
+
+    regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
+
+    def __init__(self, observation_space, action_space, device="cpu", *, rep_dim: int = 512, knn_k: int = 12,
+                 knn_avg: bool = True, knn_rms: bool = False, knn_clip: float = 0.0, **ddpg_kwargs: Any) -> None:
+        states_only("APT", ddpg_kwargs)
+        super().__init__(observation_space, action_space, device, **ddpg_kwargs)
+        self.knn_k, self.knn_avg, self.knn_clip = int(knn_k), bool(knn_avg), float(knn_clip)
+        self.icm = ICMRepresentation(self.obs_dim, self.action_dim, self.hidden_dim, int(rep_dim)).to(self.device)
+        self.icm_opt = adam(self.icm.parameters(), self.lr)
+        self.reward_stats = RunningMeanVar(unbiased=True).to(self.device) if knn_rms else None
+
+    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
+        self.reward_free = bool(reward_free)
+
+    def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Adam step of ``phi, f, g`` on the forward + inverse loss."""
+        forward_error, backward_error = self.icm(obs, self.from_env_action(batch.action), next_obs)
+        loss = forward_error.mean() + backward_error.mean()
+        self.icm_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.icm_opt.step()
+        return {"train/icm_loss": loss.detach()}
+
+    @torch.no_grad()
+    def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """Particle entropy of ``phi(s_t)`` within the batch (module docstring)."""
+        rep = self.icm.trunk(obs)
+        return particle_entropy_reward(rep, rep, self.reward_stats, k=self.knn_k, clip=self.knn_clip,
+                                       average=self.knn_avg, divisor="mean")

@@ -1,0 +1,75 @@
+"""ICM -- Intrinsic Curiosity Module (Pathak et al. 2017, arXiv 1705.05363) as URLB runs it on states (Laskin et
+al. 2021, released ``agent/icm.py``), on the URLB DDPG backbone.
+
+* Forward model ``f([s, a]) -> s'`` and inverse model ``g([s, s']) -> a`` on the raw state (``Linear -> ReLU
+  -> Linear``, hidden ``hidden_dim``; ``g`` ends in tanh), loss
+  ``L = mean ||s' - f(s, a)||_2 + mean ||a - g(s, s')||_2`` (Adam, lr 1e-4), one step per update before the
+  reward.
+* Reward ``r = log(1 + icm_scale * ||s' - f(s, a)||_2)`` (``icm_scale`` 1), with ``s' = s_{t+n}`` of the
+  n-step transition (URLB's convention).
+
+States only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.rnd import states_only
+from rlkit.optim import adam
+
+
+class ICMNetworks(nn.Module):
+    """ICM's forward and inverse models on raw states (module docstring)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.forward_net = nn.Sequential(nn.Linear(obs_dim + action_dim, hidden_dim), nn.ReLU(),
+                                         nn.Linear(hidden_dim, obs_dim))
+        self.backward_net = nn.Sequential(nn.Linear(2 * obs_dim, hidden_dim), nn.ReLU(),
+                                          nn.Linear(hidden_dim, action_dim), nn.Tanh())
+        self.apply(orthogonal_init)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and inverse errors, each ``(B,)``."""
+        forward_error = (next_obs - self.forward_net(torch.cat([obs, action], -1))).norm(dim=-1)
+        backward_error = (action - self.backward_net(torch.cat([obs, next_obs], -1))).norm(dim=-1)
+        return forward_error, backward_error
+
+
+class ICM(DDPG):
+    """ICM on the URLB DDPG backbone (module docstring)."""
+
+    regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
+    observation: ClassVar[str] = "vector"  # states only here
+
+    def __init__(self, observation_space, action_space, device="cpu", *, icm_scale: float = 1.0,
+                 **ddpg_kwargs: Any) -> None:
+        states_only("ICM", ddpg_kwargs)
+        super().__init__(observation_space, action_space, device, **ddpg_kwargs)
+        self.icm_scale = float(icm_scale)
+        self.icm = ICMNetworks(self.obs_dim, self.action_dim, self.hidden_dim).to(self.device)
+        self.icm_opt = adam(self.icm.parameters(), self.lr)
+
+    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
+        self.reward_free = bool(reward_free)
+
+    def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Adam step of ``f, g`` on the forward + inverse loss."""
+        forward_error, backward_error = self.icm(obs, self.from_env_action(batch.action), next_obs)
+        loss = forward_error.mean() + backward_error.mean()
+        self.icm_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.icm_opt.step()
+        return {"train/icm_loss": loss.detach()}
+
+    @torch.no_grad()
+    def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """``log(1 + icm_scale * ||s' - f(s, a)||)``."""
+        forward_error, _ = self.icm(obs, self.from_env_action(batch.action), next_obs)
+        return torch.log1p(self.icm_scale * forward_error)
