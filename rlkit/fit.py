@@ -3,7 +3,8 @@
 Two sources of requirements, checked against the env config's metadata (``env.dataset``, ``env.suite``,
 ``env.observation``, ``env.action``; see :mod:`rlkit.envs.catalog`):
 
-* the **regime** decides what data the run needs: ``offline`` reads a dataset (``env.dataset`` set),
+* the **regime** decides what data the run needs: ``offline`` and ``offline_to_online`` read a dataset
+  (``env.dataset`` set),
   ``pretrain`` and ``finetune`` run the URLB protocol (``env.suite: urlb``),
   ``online`` takes any env;
 * the **algorithm class** declares the observations (``observation``: vector | pixels | any) and actions
@@ -24,7 +25,7 @@ from rlkit.errors import ConfigError
 
 OBSERVATIONS = ("vector", "pixels")
 ACTIONS = ("continuous", "discrete")
-DATA_REGIMES = ("offline",)
+DATA_REGIMES = ("offline", "offline_to_online")
 URLB_REGIMES = ("pretrain", "finetune")
 EXAMPLES = 4  # env names shown in a refusal
 
