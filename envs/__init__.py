@@ -70,13 +70,17 @@ def make(name: str, **kwargs: Any) -> gym.Env:
                        ) from exc
 
 
-def protocol_label(name: str) -> str | None:
-    """The benchmark-protocol label of an env name (``atari100k-pong`` -> ``atari100k-storm``), or None
-    for envs that have a single protocol (MuJoCo, dm_control, gymnasium ids)."""
-    if name.lower().startswith(("atari100k-", "atari-spr-")):
+def protocol_label(name: str, kwargs: dict[str, Any] | None = None) -> str | None:
+    """The benchmark-protocol label of an env name and its ``env.kwargs`` (``atari100k-pong`` ->
+    ``atari100k-storm``; with ``protocol: spr`` -> ``atari100k-spr``; ``dmc-cheetah_run`` with pixels ->
+    ``dmc-pixels``), or None for envs that have a single protocol (MuJoCo, gymnasium ids)."""
+    low = name.lower()
+    if low.startswith(("atari100k-", "atari-spr-")):
         from rlkit.envs.atari import protocol_of
 
-        return protocol_of(name)
+        return protocol_of(name, (kwargs or {}).get("protocol"))
+    if low.startswith("dmc-") and (kwargs or {}).get("obs_type") == "pixels":
+        return f"dmc-pixels (action repeat {(kwargs or {}).get('action_repeat', 1)})"
     return None
 
 

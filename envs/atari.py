@@ -26,8 +26,9 @@ own sticky actions off; frame skipping, sticky actions, pooling and resizing hap
   make episodes differ. Resets with an explicit seed (rlkit's evaluation) are unaffected.
   ``env.kwargs.reseed_every_reset=false`` gives a fresh random stream per episode.
 
-``atari-spr-<game>`` -- the SPR / DER protocol (SPR defaults, Schwarzer et al. 2021), label
-``atari100k-spr``:
+``atari100k-<game>`` with ``protocol="spr"`` (``env.kwargs.protocol=spr``; ``algo=spr`` and ``algo=vcr``
+select it), or the alias ``atari-spr-<game>`` -- the SPR / DER protocol (SPR defaults, Schwarzer et al.
+2021), label ``atari100k-spr``:
 
 * no sticky actions; 1..30 no-op frames after every full reset (uniform, the env's ``np_random``; the
   gymnasium ``AtariPreprocessing`` / baselines convention);
@@ -93,13 +94,26 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 _PREFIXES = {"atari100k-": "atari100k-storm", "atari-spr-": "atari100k-spr"}
 
 
-def protocol_of(name: str) -> str:
-    """The protocol label of an env name: ``atari100k-pong`` -> ``atari100k-storm``."""
+#: ``protocol=`` values of ``atari100k-<game>`` -> labels
+PROTOCOL_NAMES = {"storm": "atari100k-storm", "spr": "atari100k-spr"}
+
+
+def protocol_of(name: str, protocol: str | None = None) -> str:
+    """The protocol label of an env name (and its ``protocol`` keyword): ``atari100k-pong`` ->
+    ``atari100k-storm``; ``atari100k-pong`` with ``protocol="spr"`` -> ``atari100k-spr``."""
     low = name.lower()
+    if protocol is not None and low.startswith("atari100k-"):
+        return _protocol_label(protocol)
     for prefix, label in _PREFIXES.items():
         if low.startswith(prefix):
             return label
     raise EnvError(f"'{name}' is not an Atari env name; use 'atari100k-<game>' or 'atari-spr-<game>'")
+
+
+def _protocol_label(protocol: str) -> str:
+    if protocol not in PROTOCOL_NAMES:
+        raise EnvError(f"unknown Atari 100k protocol '{protocol}'; choose one of {choices_hint(PROTOCOL_NAMES)}")
+    return PROTOCOL_NAMES[protocol]
 
 
 def game_of(name: str) -> str:
@@ -318,21 +332,32 @@ def _base_env(name: str, **kwargs: Any) -> gym.Env:
                        f"{choices_hint(ATARI100K_GAMES)}") from exc
 
 
-def make_atari100k(name: str, *, repeat_action_probability: float = 0.25, reseed_every_reset: bool = True,
-                   **kwargs: Any) -> AtariProtocolEnv:
-    """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards).
+def make_atari100k(name: str, *, protocol: str = "storm", repeat_action_probability: float | None = None,
+                   reseed_every_reset: bool = True, **kwargs: Any) -> gym.Env:
+    """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards), or
+    with ``protocol="spr"`` the SPR protocol (:func:`make_atari_spr`; its keywords ``training``,
+    ``clip_rewards``, ``terminal_on_life_loss``, ``noop_max``, ``frame_stack`` pass through).
 
-    ``repeat_action_probability`` is exposed for tests and ablations; the protocol value is 0.25.
+    ``repeat_action_probability`` is exposed for tests and ablations; the STORM protocol value is 0.25.
     ``reseed_every_reset`` (STORM's released code's behaviour) re-uses the last seed at seedless resets.
     """
+    _protocol_label(protocol)
+    if protocol == "spr":
+        if repeat_action_probability is not None:
+            raise EnvError("the SPR protocol has no sticky actions; drop env.kwargs.repeat_action_probability")
+        return make_atari_spr(name, reseed_every_reset=reseed_every_reset, **kwargs)
+    spr_only = sorted(set(kwargs) & {"training", "clip_rewards", "terminal_on_life_loss", "noop_max", "frame_stack"})
+    if spr_only:
+        raise EnvError(f"{spr_only} are options of the SPR protocol; add env.kwargs.protocol=spr or drop them")
+    sticky = 0.25 if repeat_action_probability is None else repeat_action_probability
     return AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-storm", frame_skip=4,
-                            repeat_action_probability=repeat_action_probability, noop_max=0,
+                            repeat_action_probability=sticky, noop_max=0,
                             grayscale=False, size=64, reseed_every_reset=reseed_every_reset)
 
 
 def make_atari_spr(name: str, *, training: bool = False, clip_rewards: bool | None = None,
                    terminal_on_life_loss: bool | None = None, noop_max: int = 30, frame_stack: int = 4,
-                   **kwargs: Any) -> gym.Env:
+                   reseed_every_reset: bool = False, **kwargs: Any) -> gym.Env:
     """``atari-spr-<game>``: the SPR / DER protocol (84x84 grayscale, 4-stack, no sticky, no-op starts).
 
     ``training=True`` turns on reward clipping and life-loss-as-terminal (each can be set on its own); the
@@ -342,5 +367,5 @@ def make_atari_spr(name: str, *, training: bool = False, clip_rewards: bool | No
                             repeat_action_probability=0.0, noop_max=noop_max, grayscale=True, size=84,
                             clip_rewards=training if clip_rewards is None else clip_rewards,
                             terminal_on_life_loss=training if terminal_on_life_loss is None
-                            else terminal_on_life_loss)
+                            else terminal_on_life_loss, reseed_every_reset=reseed_every_reset)
     return gym.wrappers.FrameStackObservation(base, frame_stack)

@@ -5,8 +5,10 @@
 
 1. applies the algorithm's per-environment-family defaults (``algo.per_family.<family>``, e.g. IQL's
    AntMaze expectile), then its per-regime defaults for an explicit ``regime=`` (``algo.per_regime.<regime>``,
-   e.g. IQL's constant learning rate when fine-tuning online), to every key the user did not set on the
-   command line,
+   e.g. IQL's constant learning rate when fine-tuning online), and its benchmark protocol
+   (``algo.protocol_per_family.<family>``: dotted run keys such as ``env.kwargs.protocol`` or
+   ``eval.episodes``, which win over the env config, e.g. SPR's Atari 100k protocol) to every key the user
+   did not set on the command line,
 2. checks every value whose default in ``config.yaml`` has a type against that type, and the few
    enumerated keys against their choices.
 
@@ -237,15 +239,23 @@ def finalize(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 def apply_family_defaults(cfg: DictConfig, user_keys: set[str]) -> None:
-    """Merge ``algo.per_family[env.family]`` into ``algo`` for keys the user did not override."""
+    """Merge ``algo.per_family[env.family]`` into ``algo``, and set the run keys of
+    ``algo.protocol_per_family[env.family]`` (``{dotted.key: value}``), for keys the user did not override."""
     family = OmegaConf.select(cfg, "env.family")
-    per_family = OmegaConf.select(cfg, "algo.per_family")
-    if not family or per_family is None or family not in per_family:
+    if not family:
         return
-    with open_dict(cfg):
-        for key, value in _flatten(OmegaConf.to_container(per_family[family], resolve=False)).items():
-            if f"algo.{key}" not in user_keys:
-                OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
+    per_family = OmegaConf.select(cfg, "algo.per_family")
+    if per_family is not None and family in per_family:
+        with open_dict(cfg):
+            for key, value in _flatten(OmegaConf.to_container(per_family[family], resolve=False)).items():
+                if f"algo.{key}" not in user_keys:
+                    OmegaConf.update(cfg, f"algo.{key}", value, merge=False)
+    protocol = OmegaConf.select(cfg, "algo.protocol_per_family")
+    if protocol is not None and family in protocol:
+        with open_dict(cfg):
+            for key, value in OmegaConf.to_container(protocol[family], resolve=False).items():
+                if key not in user_keys:
+                    OmegaConf.update(cfg, key, value, merge=False)
 
 
 def apply_regime_defaults(cfg: DictConfig, user_keys: set[str]) -> None:

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import episode_seed_base, evaluate
-from rlkit.regimes.base import build_algorithm, env_kwargs
+from rlkit.regimes.base import build_algorithm, eval_env_kwargs
 from rlkit.utils import resolve_device
 
 
@@ -32,7 +32,7 @@ def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str
         raise CheckpointError(f"no checkpoint in '{run_dir / 'checkpoints'}'; pass --checkpoint PATH")
     dev = resolve_device(device or cfg.device)
     payload = load_checkpoint(ckpt, map_location=dev)
-    env = envs.make_vector(cfg.env.id, int(cfg.eval.num_envs), autoreset=False, **env_kwargs(cfg))
+    env = envs.make_vector(cfg.env.id, int(cfg.eval.num_envs), autoreset=False, **eval_env_kwargs(cfg))
     try:
         algo = build_algorithm(cfg, env.single_observation_space, env.single_action_space, dev)
         try:

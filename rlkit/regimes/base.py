@@ -31,7 +31,7 @@ from rlkit.regimes.interrupts import Preempted, stop_signals
 from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
-META_KEYS = ("name", "description", "per_family", "per_regime", "paper")
+META_KEYS = ("name", "description", "per_family", "per_regime", "paper", "protocol_per_family")
 
 
 def build_algorithm(cfg: DictConfig, observation_space, action_space, device: torch.device, **extra):
@@ -94,6 +94,13 @@ def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The env's constructor keywords (``env.kwargs``) as a plain dict."""
     kwargs = cfg.env.get("kwargs")
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
+
+
+def eval_env_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The evaluation env's constructor keywords: ``env.kwargs`` updated by ``env.eval_kwargs`` (e.g. the SPR
+    protocol's ``training: false``: raw scores and game-over episodes when evaluating)."""
+    extra = cfg.env.get("eval_kwargs")
+    return {**env_kwargs(cfg), **(OmegaConf.to_container(extra, resolve=True) if extra is not None else {})}
 
 
 def algorithm_class(cfg: DictConfig) -> type[Algorithm]:
@@ -201,7 +208,7 @@ class Regime:
 
     # ---------------------------------------------------------------- shared pieces
     def make_eval_env(self):
-        return envs.make_vector(self.cfg.env.id, self.cfg.eval.num_envs, autoreset=False, **env_kwargs(self.cfg))
+        return envs.make_vector(self.cfg.env.id, self.cfg.eval.num_envs, autoreset=False, **eval_env_kwargs(self.cfg))
 
     def evaluate(self, episodes: int) -> EvalResult:
         score = self.cfg.env.get("score") or {}
@@ -214,7 +221,8 @@ class Regime:
         """The label of this run's evaluation protocol (env protocol, episode selection, policy mode)."""
         ev = self.cfg.eval
         return describe_protocol(episodes, int(ev.num_envs), bool(ev.deterministic),
-                                 str(ev.get("protocol", "assigned")), envs.protocol_label(str(self.cfg.env.id)))
+                                 str(ev.get("protocol", "assigned")),
+                                 envs.protocol_label(str(self.cfg.env.id), env_kwargs(self.cfg)))
 
     def _record_eval(self, result: EvalResult) -> dict[str, float]:
         self.last_eval = result

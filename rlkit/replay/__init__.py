@@ -10,7 +10,7 @@ Typical use::
 """
 
 from rlkit.replay.batch import Batch
-from rlkit.replay.buffer import ReplayBuffer, nstep_targets, transition_columns
+from rlkit.replay.buffer import ReplayBuffer, nstep_targets, transition_columns, window_rows
 from rlkit.replay.samplers import (
     SAMPLERS,
     PrioritizedSampler,
@@ -38,4 +38,5 @@ __all__ = [
     "make_sampler",
     "nstep_targets",
     "transition_columns",
+    "window_rows",
 ]

@@ -30,7 +30,7 @@ from rlkit.replay.batch import Batch
 from rlkit.replay.samplers import Sampler, make_sampler
 from rlkit.replay.storage import ColumnarStorage, batch_dtype
 
-__all__ = ["ReplayBuffer", "make_sampler", "nstep_targets", "transition_columns"]
+__all__ = ["ReplayBuffer", "make_sampler", "nstep_targets", "transition_columns", "window_rows"]
 
 
 def transition_columns(
@@ -96,6 +96,32 @@ def nstep_targets(
     )
     bootstrap = (gamma**m) * (1.0 - np.asarray(terminal, dtype=np.float64))
     return last, returns.astype(np.float32), bootstrap.astype(np.float32)
+
+
+def window_rows(
+    storage: ColumnarStorage,
+    indices: np.ndarray,
+    length: int,
+    done_keys: Iterable[str] = ("terminated", "truncated"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``t, t+1, ..., t+length-1`` after each start row ``t`` and whether each lies in ``t``'s episode.
+
+    Returns ``(rows, valid)`` of shape ``(n, length)``: physical indices (clamped to the newest row where the
+    window runs past it) and ``valid[:, k]``, true iff row ``t+k`` is stored and no episode ends (any of
+    ``done_keys`` nonzero) at rows ``t .. t+k-1``.  Multi-step latent losses (SPR, Schwarzer et al. 2021,
+    Sec. 2.2: terms past a terminal are masked) multiply their step-``k`` terms by ``valid[:, k]``.
+    """
+    n = len(indices)
+    steps = np.arange(length)
+    pos = storage.physical_to_logical(np.asarray(indices, dtype=np.int64))[:, None] + steps
+    exists = pos < storage.size
+    rows = storage.logical_to_physical(np.minimum(pos, storage.size - 1))
+    done = np.zeros(rows.shape, dtype=bool)
+    for key in done_keys:
+        if key in storage.columns:
+            done |= np.take(storage.arrays[key], rows, axis=0).reshape(n, length, -1).any(axis=-1)
+    ended_before = (np.cumsum(done, axis=1) - done) > 0
+    return rows, exists & ~ended_before
 
 
 class ReplayBuffer:
@@ -211,6 +237,10 @@ class ReplayBuffer:
         else:
             batch["weights"] = self._tensor(weights)
         return batch
+
+    def gather(self, rows: np.ndarray, keys: Iterable[str]) -> Batch:
+        """The ``keys`` columns at physical ``rows`` (any shape) as a :class:`Batch` on the buffer's device."""
+        return Batch(self._gather(np.asarray(rows, dtype=np.int64), list(keys)))
 
     def _gather(self, indices: np.ndarray, keys: list[str]) -> dict[str, torch.Tensor]:
         if not keys:
