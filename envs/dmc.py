@@ -175,8 +175,10 @@ class DMCEnv(gym.Env):
         try:
             frame = self.physics.render(height=self.image_size, width=self.image_size, camera_id=self.camera)
         except Exception as exc:  # no OpenGL backend: a setup problem, not a bug
-            raise EnvError(f"pixel observations need MuJoCo rendering, which failed ({exc}); set "
-                           "MUJOCO_GL=egl or osmesa, or use obs_type='states'") from exc
+            raise EnvError(f"pixel observations need MuJoCo rendering, which failed ({exc}); install an OpenGL "
+                           "backend -- EGL (Debian/Ubuntu: apt install libegl1 libgl1-mesa-dri, then MUJOCO_GL=egl) or "
+                           "OSMesa (apt install libosmesa6, then MUJOCO_GL=osmesa) -- or use obs_type='states'"
+                           ) from exc
         return np.ascontiguousarray(frame.transpose(2, 0, 1))
 
     def _observation(self, time_step: dm_env.TimeStep, first: bool) -> np.ndarray:

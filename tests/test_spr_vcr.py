@@ -249,3 +249,71 @@ def test_spr_config_selects_the_spr_protocol():
     assert cfg.sampler.name == "per" and cfg.sampler.params.alpha == 0.5
     user = compose(["algo=vcr", "env=atari100k-pong", "eval.episodes=7"])
     assert user.eval.episodes == 7 and user.env.kwargs.protocol == "spr"
+
+
+# --- continuous VCR (DrQ base) -------------------------------------------------------------------------
+
+PIX = gym.spaces.Box(0, 255, (9, 84, 84), np.uint8)
+BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+TINY = {"batch_size": 4, "hidden": [32, 32], "transition_hidden": [32], "prediction_depth": 2, "policy_actions": 3,
+        "target_augs": 1, "q_augs": 1}
+
+
+def make_cvcr(**kwargs):
+    torch.manual_seed(0)
+    return VCR(observation_space=PIX, action_space=BOX, device="cpu", continuous={**TINY, **kwargs.pop("cont", {})},
+               **kwargs)
+
+
+def test_continuous_consistency_zero_when_latents_coincide_and_gradients():
+    from rlkit.algorithms.world_models.vcr_continuous import VCRContinuous
+
+    algo = make_cvcr()
+    assert isinstance(algo, VCRContinuous)
+    algo.critic_target.load_state_dict(algo.critic.state_dict())
+    z = torch.tanh(torch.randn(3, 3, 50))
+    replayed = torch.rand(3, 2, 2) * 2 - 1
+    assert algo.vcr_loss(z, z[:, 1:].clone(), replayed, torch.ones(3, 3)).abs().max() < 1e-6
+    for detach, head_moves in ((False, True), (True, False)):
+        algo = make_cvcr(detach_q=detach)
+        obs = torch.randint(0, 256, (3, 9, 84, 84), dtype=torch.uint8)
+        z0 = algo.encoder(obs.float() / 255)
+        latents = algo.transition.rollout(z0, replayed)
+        algo.critic_opt.zero_grad(set_to_none=True)
+        algo.vcr_loss(latents, torch.tanh(torch.randn(3, 2, 50)), replayed, torch.ones(3, 3)).mean().backward()
+        grads = {name: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None)
+                 for name, m in (("enc", algo.encoder), ("trans", algo.transition), ("critic", algo.critic))}
+        assert grads["enc"] > 0 and grads["trans"] > 0 and (grads["critic"] > 0) == head_moves
+
+
+def test_continuous_update_acting_and_refusals():
+    algo = make_cvcr()
+    g = torch.Generator().manual_seed(0)
+    window = torch.randint(0, 256, (4, 3, 9, 84, 84), generator=g, dtype=torch.uint8)
+    batch = {"obs": window[:, 0], "next_obs": window[:, 1], "action": torch.rand(4, 2) * 2 - 1,
+             "reward": torch.rand(4), "terminated": torch.zeros(4), "weights": torch.ones(4),
+             "window_obs": window,
+             "window_action": torch.rand(4, 3, 2) * 2 - 1,
+             "window_valid": torch.tensor([[1.0, 1, 1]] * 3 + [[1.0, 0, 0]])}
+    metrics = algo.update(batch).metrics
+    assert metrics["train/vcr_loss"] > 0 and "train/actor_loss" in metrics
+    actions, _ = algo.act(np.zeros((2, 9, 84, 84), np.uint8))
+    assert actions.shape == (2, 2) and np.all(np.abs(actions) <= 1)
+    with pytest.raises(ConfigError, match="pixel observations.*dmc-"):
+        VCR(observation_space=gym.spaces.Box(-1, 1, (5,)), action_space=BOX, continuous=TINY)
+    with pytest.raises(ConfigError, match="c51_atoms"):
+        make_cvcr(vcr_space="c51_atoms")
+
+
+def test_dmc_pixel_env_configs():
+    from rlkit.config import compose
+
+    repeats = {"finger_spin": 2, "cartpole_swingup": 8, "reacher_easy": 4, "cheetah_run": 4, "walker_walk": 2,
+               "ball_in_cup_catch": 4}
+    for task, repeat in repeats.items():
+        cfg = compose(["algo=vcr", f"env=dmc-{task}"])
+        assert cfg.env.kwargs.action_repeat == repeat and cfg.env.kwargs.obs_type == "pixels"
+        assert cfg.train.steps * repeat == 500_000 and cfg.sampler.params.alpha == 0.0
+    env = envs.make("dmc-cartpole_swingup", obs_type="pixels", action_repeat=8)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (9, 84, 84) and obs.dtype == np.uint8
