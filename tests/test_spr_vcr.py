@@ -317,3 +317,16 @@ def test_dmc_pixel_env_configs():
     env = envs.make("dmc-cartpole_swingup", obs_type="pixels", action_repeat=8)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (9, 84, 84) and obs.dtype == np.uint8
+
+
+def test_state_dict_round_trip_restores_networks_and_rngs():
+    a = make_vcr()
+    a.update(window_batch(a))
+    b = make_vcr()
+    b.load_state_dict(a.state_dict())
+    obs = np.random.default_rng(0).integers(0, 256, (2, 4, 84, 84), dtype=np.uint8)
+    assert np.array_equal(a.act(obs)[0], b.act(obs)[0])
+    x = torch.rand(2, 4, 84, 84)
+    assert torch.equal(a.augment(x), b.augment(x))
+    batch = window_batch(a)
+    assert a.update(batch).metrics["train/loss"] == b.update(batch).metrics["train/loss"]
