@@ -33,10 +33,10 @@ def discrete_batch(b: int, k: int, device: str) -> dict:
 
 
 def continuous_batch(b: int, k: int, device: str) -> dict:
-    obs = torch.randint(0, 256, (b, k + 1, 9, 84, 84), dtype=torch.uint8, device=device)
+    obs = torch.randint(0, 256, (b, max(k + 1, 2), 9, 84, 84), dtype=torch.uint8, device=device)
     return {"obs": obs[:, 0], "next_obs": obs[:, 1], "action": torch.rand(b, 6, device=device) * 2 - 1,
             "reward": torch.rand(b, device=device), "terminated": torch.zeros(b, device=device),
-            "weights": torch.ones(b, device=device), "window_obs": obs,
+            "weights": torch.ones(b, device=device), "window_obs": obs[:, :k + 1],
             "window_action": torch.rand(b, k + 1, 6, device=device) * 2 - 1,
             "window_valid": torch.ones(b, k + 1, device=device)}
 
