@@ -160,8 +160,7 @@ def test_consistency_is_zero_when_imagined_and_real_latents_coincide(space):
 
 def _vcr_grads(algo):
     batch = window_batch(algo)
-    window = algo._pixels(batch["window_obs"])
-    z = algo.q_net.encoder(window[:, 0])
+    z = algo.q_net.encoder(algo._pixels(batch["window_obs"][:, 0]))
     latents = algo.transition.rollout(z, batch["window_action"])
     loss = algo.vcr_loss(latents, algo.target_latents(batch["window_obs"]), batch["window_valid"]).mean()
     algo.optimizer.zero_grad(set_to_none=True)

@@ -237,8 +237,7 @@ class SPR(Algorithm):
         self.q_net.train()
         self.transition.train()
         self._reset_noise()
-        window = self._pixels(batch["window_obs"])                      # [B, K+1, C, H, W]
-        z = self.q_net.encoder(window[:, 0])                             # online latent of aug(o_t)
+        z = self.q_net.encoder(self._pixels(batch["window_obs"][:, 0]))  # online latent of aug(o_t)
         logits = self.q_net.logits(z)
         rl = self.rl_loss(logits, batch)
         latents = self.transition.rollout(z, batch["window_action"].long())  # [B, K+1, c, h, w]
