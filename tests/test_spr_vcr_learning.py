@@ -20,8 +20,8 @@ COMMON = ["logging.progress=false", "logging.tensorboard=false", "num_threads=1"
           "train.log_interval=100"]
 PONG = ["env=atari100k-pong", "train.steps=800", "train.warmup_steps=500", "train.updates_per_step=1.0",
         "eval.episodes=1", "eval.num_envs=1"]
-CARTPOLE = ["env=dmc-cartpole_swingup", "train.steps=1500", "train.warmup_steps=250", "eval.interval=500",
-            "eval.episodes=5", "algo.continuous.batch_size=128", "algo.continuous.hidden=[256,256]",
+CARTPOLE = ["env=dmc-cartpole_swingup", "train.steps=750", "train.warmup_steps=250", "eval.interval=250",
+            "eval.episodes=3", "algo.continuous.batch_size=64", "algo.continuous.hidden=[256,256]",
             "algo.continuous.transition_hidden=[256]", "algo.continuous.target_augs=1", "algo.continuous.q_augs=1"]
 DRQ = ["algo.vcr_weight=0.0", "algo.continuous.prediction_depth=0"]
 
