@@ -329,3 +329,14 @@ def test_state_dict_round_trip_restores_networks_and_rngs():
     assert torch.equal(a.augment(x), b.augment(x))
     batch = window_batch(a)
     assert a.update(batch).metrics["train/loss"] == b.update(batch).metrics["train/loss"]
+
+
+def test_unfit_envs_are_refused_naming_envs_that_fit():
+    from rlkit.config import compose
+    from rlkit.fit import check_run_fit
+
+    with pytest.raises(ConfigError, match="algo=vcr.*pixel observations.*dmc-"):
+        check_run_fit(compose(["algo=vcr", "env=hopper"]))
+    with pytest.raises(ConfigError, match="algo=spr.*discrete actions.*atari100k-"):
+        check_run_fit(compose(["algo=spr", "env=dmc-cheetah_run"]))
+    check_run_fit(compose(["algo=vcr", "env=dmc-cheetah_run"]))
