@@ -16,14 +16,14 @@ from rlkit.evaluation.scores import normalize, reference
 def test_every_option_is_listed_once_with_metadata():
     names = group_options("env")
     generated = catalog.env_configs()
-    assert len(generated) == 4 * 7 + 6 + 26 + 3 + 12
+    assert len(generated) == 4 * 7 + 6 + 26 + 3 + 12 + 6
     assert set(generated) | {"pendulum", "tiny-catch"} == set(names)
     descriptions = group_descriptions("env")
     for name, node in generated.items():
         env = node["env"]
         assert env["name"] == name and descriptions[name] == env["description"]
         assert env["observation"] in ("vector", "pixels") and env["action"] in ("continuous", "discrete")
-        assert env["suite"] in ("d4rl", "atari100k", "urlb")
+        assert env["suite"] in ("d4rl", "atari100k", "urlb", "dmc")
 
 
 # The env blocks of the YAML files the catalog replaced (configs/env/*.yaml before the catalog), verbatim,
