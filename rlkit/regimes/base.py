@@ -297,6 +297,16 @@ class Regime:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
+        """Train to ``train.steps`` (or to an interrupt); the process's thread count and subnormal-float mode
+        are the run's while it lasts and are restored afterwards (runs started in-process, e.g. tests)."""
+        threads = torch.get_num_threads()
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(threads)
+            torch.set_flush_denormal(False)
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.runtime = configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
         seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
