@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.icm import forward_inverse_step
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.optim import adam
@@ -63,17 +64,9 @@ class APT(DDPG):
         self.icm_opt = adam(self.icm.parameters(), self.lr)
         self.reward_stats = RunningMeanVar(unbiased=True).to(self.device) if knn_rms else None
 
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of ``phi, f, g`` on the forward + inverse loss."""
-        forward_error, backward_error = self.icm(obs, self.from_env_action(batch.action), next_obs)
-        loss = forward_error.mean() + backward_error.mean()
-        self.icm_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.icm_opt.step()
-        return {"train/icm_loss": loss.detach()}
+        return forward_inverse_step(self.icm, self.icm_opt, obs, self.from_env_action(batch.action), next_obs)
 
     @torch.no_grad()
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -106,9 +106,6 @@ class CIC(DDPG):
         self.reward_stats = RunningMeanVar(unbiased=knn_unbiased_var).to(self.device) if knn_rms else None
 
     # ------------------------------------------------------------------ URLB hooks
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def meta_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         return {"skill": ((self.skill_dim,), np.float32)}
 

@@ -283,12 +283,13 @@ class DDPG(ContinuousActionMixin, URLBAgent):
     # ------------------------------------------------------------------ URLB hooks
     def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
         """Called once by the URLB regimes: reward-free pretraining or finetuning on the task reward,
-        the number of seed (warm-up) steps and the environment's episode length in agent steps."""
-        if reward_free:
+        the number of seed (warm-up) steps and the environment's episode length in agent steps. Agents that
+        declare the ``pretrain`` regime have an intrinsic reward and may train reward-free."""
+        if reward_free and "pretrain" not in self.regimes:
             raise ConfigError(f"{type(self).__name__} has no intrinsic reward and cannot pretrain reward-free; use an "
                               "intrinsic-reward agent (algo=rnd, apt, icm, disagreement, cic or algo=moss) with "
                               "regime=pretrain")
-        self.reward_free = False
+        self.reward_free = bool(reward_free)
 
     def replay_spec(self, seed: int) -> ReplaySpec:
         """The transition columns plus the meta columns, n-step returns with the agent's ``nstep``/``gamma``."""

@@ -43,9 +43,6 @@ class DIAYN(DDPG):
         self.diayn = mlp3(self.obs_dim, self.hidden_dim, self.skill_dim).to(self.device)
         self.diayn_opt = adam(self.diayn.parameters(), self.lr)
 
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def meta_columns(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         return {"skill": ((self.skill_dim,), np.float32)}
 

@@ -48,9 +48,6 @@ class Disagreement(DDPG):
                                             int(n_models)).to(self.device)
         self.disagreement_opt = adam(self.disagreement.parameters(), self.lr)
 
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the ensemble on the mean forward error."""
         predictions = self.disagreement(obs, self.from_env_action(batch.action))

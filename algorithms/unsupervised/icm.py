@@ -42,6 +42,18 @@ class ICMNetworks(nn.Module):
         return forward_error, backward_error
 
 
+def forward_inverse_step(icm: nn.Module, optimizer: torch.optim.Optimizer, obs: torch.Tensor, action: torch.Tensor,
+                         next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One Adam step on ICM's ``L = mean forward error + mean inverse error`` (Pathak et al. 2017, eq. 7 with
+    URLB's unit weights), for any module returning ``(forward_error, inverse_error)`` per row."""
+    forward_error, backward_error = icm(obs, action, next_obs)
+    loss = forward_error.mean() + backward_error.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"train/icm_loss": loss.detach()}
+
+
 class ICM(DDPG):
     """ICM on the URLB DDPG backbone (module docstring)."""
 
@@ -56,17 +68,9 @@ class ICM(DDPG):
         self.icm = ICMNetworks(self.obs_dim, self.action_dim, self.hidden_dim).to(self.device)
         self.icm_opt = adam(self.icm.parameters(), self.lr)
 
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of ``f, g`` on the forward + inverse loss."""
-        forward_error, backward_error = self.icm(obs, self.from_env_action(batch.action), next_obs)
-        loss = forward_error.mean() + backward_error.mean()
-        self.icm_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.icm_opt.step()
-        return {"train/icm_loss": loss.detach()}
+        return forward_inverse_step(self.icm, self.icm_opt, obs, self.from_env_action(batch.action), next_obs)
 
     @torch.no_grad()
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -178,7 +178,7 @@ class MOSS(CIC):
 
     # ------------------------------------------------------------------ URLB hooks
     def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
+        super().setup_urlb(reward_free, seed_steps, episode_steps)
         self.episode_steps = int(episode_steps)
         moss_mode(np.zeros(1), self.episode_steps, self.partitions)  # refuses a bad partition now
         self.search = SkillSearch(self.search_mode, self.skill_dim, search_steps=int(seed_steps),

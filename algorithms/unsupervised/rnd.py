@@ -74,9 +74,6 @@ class RND(DDPG):
         self.rnd_opt = adam(self.rnd.predictor.parameters(), self.lr)
         self.reward_stats = RunningMeanVar(unbiased=True).to(self.device)
 
-    def setup_urlb(self, reward_free: bool, seed_steps: int, episode_steps: int) -> None:
-        self.reward_free = bool(reward_free)
-
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the predictor on ``mean_B e(s_t)``."""
         loss = self.rnd(obs).mean()
