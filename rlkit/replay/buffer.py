@@ -74,16 +74,8 @@ def nstep_targets(
     """
     n = len(indices)
     steps = np.arange(nstep)
-    pos = storage.physical_to_logical(indices)[:, None] + steps  # (n, nstep) insertion-order positions
-    exists = pos < storage.size
-    rows = storage.logical_to_physical(np.minimum(pos, storage.size - 1))
-    done = np.zeros(rows.shape, dtype=bool)
-    for key in done_keys:
-        if key in storage.columns:
-            done |= np.take(storage.arrays[key], rows, axis=0).reshape(n, nstep, -1).any(axis=-1)
-    # step k counts if it exists and no episode ended at an earlier step (a prefix of the window)
-    ended_before = (np.cumsum(done, axis=1) - done) > 0
-    included = exists & ~ended_before
+    # step k counts if it is stored and no episode ended at an earlier step (a prefix of the window)
+    rows, included = window_rows(storage, indices, nstep, done_keys)
     m = included.sum(axis=1)  # >= 1: step 0 always counts
     discounts = np.where(included, gamma**steps, 0.0)
     rewards = np.take(storage.arrays[reward_key], rows, axis=0).astype(np.float64)
