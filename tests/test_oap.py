@@ -237,23 +237,57 @@ def test_shipped_hopper_critic_answers_and_breaks_ties_for_the_dataset():
 def test_env_return_oracle_refuses_unrestorable_envs_and_ranks_rollouts():
     with pytest.raises(ConfigError, match="cannot restore env 'antmaze-umaze'"):
         EnvReturnOracle("antmaze-umaze")
+    with pytest.raises(ConfigError, match="cannot rebuild env 'ant'"):
+        EnvReturnOracle("ant", restore="observation")
     from rlkit import envs
 
     env = envs.make("hopper")
     obs, _ = env.reset(seed=0)
-    oracle = EnvReturnOracle("hopper", horizon=5, num_envs=2)
+    oracle = EnvReturnOracle("hopper", horizon=5, num_envs=2, restore="observation")
     state = torch.as_tensor(np.stack([obs, obs]), dtype=torch.float32)
+    qpos, qvel = oracle.sim_states(state.double().numpy(), np.arange(2))
     zero = lambda o: torch.zeros(o.shape[0], 3)  # noqa: E731
     # hopper's reward: forward velocity + healthy bonus - 1e-3 |a|² -- a zero action beats a saturated one
     # on the control cost when the rest of the rollout is the same, so the first answer is "dataset"
     data, pol = torch.zeros(2, 3), torch.ones(2, 3)
-    returns_zero = oracle.returns(state.double().numpy(), data.numpy(), zero, torch.device("cpu"))
-    again = oracle.returns(state.double().numpy(), data.numpy(), zero, torch.device("cpu"))
+    returns_zero = oracle.returns(qpos, qvel, data.numpy(), zero, torch.device("cpu"))
+    again = oracle.returns(qpos, qvel, data.numpy(), zero, torch.device("cpu"))
     assert np.array_equal(returns_zero, again)  # restoring the state makes rollouts repeatable
     answer = oracle.prefer(state, data, pol, torch.tensor([0, 1]), policy=zero)
-    returns_one = oracle.returns(state.double().numpy(), pol.numpy(), zero, torch.device("cpu"))
+    returns_one = oracle.returns(qpos, qvel, pol.numpy(), zero, torch.device("cpu"))
     assert answer.tolist() == (returns_one > returns_zero).tolist()
     assert oracle.calls == 2
+
+
+def test_env_return_oracle_restores_the_stored_simulator_state(tmp_path):
+    """``restore=infos``: a collected file carries D4RL's ``infos/qpos``, ``infos/qvel``; restoring row i reproduces
+    its observation exactly, and the oracle's first-step reward equals the row's reward for the dataset action."""
+    from rlkit import envs
+    from rlkit.data.collect import collect_to_file
+    from rlkit.data.d4rl import load_d4rl_file
+
+    path = collect_to_file("hopper-random-v2", steps=400, seed=3, num_envs=2, out=tmp_path / "hr.hdf5")
+    data = load_d4rl_file(path, "hopper-random-v2")
+    assert data.sim_states["qpos"].shape == (data.size, 6) and data.sim_states["qvel"].shape == (data.size, 6)
+    rows = np.arange(0, data.size, 17)
+    oracle = EnvReturnOracle("hopper", horizon=1, num_envs=4)
+    oracle.bind(data)
+    qpos, qvel = oracle.sim_states(data.observations[rows], rows)
+    assert np.abs(qpos[:, 0]).max() > 0  # the x position is stored, not rebuilt as 0
+    env = envs.make("hopper")
+    env.reset(seed=0)
+    from rlkit.envs.restore import restore_state
+
+    restored = np.stack([restore_state(env, p, v) for p, v in zip(qpos, qvel)])
+    np.testing.assert_allclose(restored, data.observations[rows], atol=1e-5)
+    first = oracle.returns(qpos, qvel, data.actions[rows], lambda o: torch.zeros(o.shape[0], 3), torch.device("cpu"))
+    np.testing.assert_allclose(first, data.rewards[rows], rtol=1e-4, atol=1e-4)
+    sub = data.subset(rows)
+    assert np.array_equal(sub.sim_states["qpos"], data.sim_states["qpos"][rows])
+    no_infos = type(data)(**{k: getattr(data, k) for k in ("observations", "actions", "rewards", "terminals",
+                                                            "timeouts", "next_observations")})
+    with pytest.raises(ConfigError, match="simulator states"):
+        oracle.bind(no_infos)
 
 
 # --------------------------------------------------------------------------------------------- end to end

@@ -4,6 +4,7 @@ published packages."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -34,3 +35,20 @@ def test_wheel_ships_everything_under_rlkit(tmp_path):
                    "rlkit/configs/config.yaml", "rlkit/configs/algo/td3bc.yaml",
                    "rlkit/configs/hydra/launcher/slurm.yaml", "rlkit/data/policies/hopper-medium.pt"):
         assert needed in names, f"{needed} missing from the wheel"
+
+
+def test_shipped_policies_name_classes_under_the_rlkit_namespace(tmp_path):
+    """Every shipped ``.pt`` stores the ``algo_config`` its loader instantiates: its ``_target_`` must resolve from an
+    installed rlkit (``rlkit.algorithms...``), not from the checkout's top-level folders -- checked in a process
+    started outside the checkout, where ``algorithms`` is not importable."""
+    import torch
+
+    policies = sorted((ROOT / "rlkit" / "data" / "policies").glob("*.pt"))
+    assert policies
+    targets = {p.name: torch.load(p, map_location="cpu", weights_only=False)["algo_config"]["_target_"]
+               for p in policies}
+    code = ("import json, sys\nfrom hydra.utils import get_class\n"
+            "for name, target in json.loads(sys.argv[1]).items():\n    get_class(target)\n")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(targets)], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, (targets, result.stderr[-500:])

@@ -119,15 +119,22 @@ def export_policy(actor_state: dict[str, Any], algo_config: dict[str, Any], path
 
 # ---------------------------------------------------------------------------------------- rollouts
 def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> dict[str, np.ndarray]:
-    """``steps`` environment steps of ``policy`` (None: uniform random) in D4RL row order."""
+    """``steps`` environment steps of ``policy`` (None: uniform random) in D4RL row order.
+
+    On MuJoCo envs the rows also carry ``qpos``/``qvel``, the simulator state of each row's observation taken
+    before the step (D4RL's ``infos/qpos``, ``infos/qvel``).
+    """
     from rlkit import envs
+    from rlkit.envs.restore import sim_data
 
     venv = envs.make_vector(env_name, num_envs, autoreset=True)
     rng = np.random.default_rng(seed)
     space = venv.single_action_space
+    sims = [sim_data(env) for env in venv.envs]
+    keys = ROW_KEYS + (SIM_KEYS if all(d is not None for d in sims) else ())
     obs, _ = venv.reset(seed=seed)
-    per_env: list[dict[str, list]] = [_empty() for _ in range(num_envs)]
-    out = _empty()
+    per_env: list[dict[str, list]] = [_empty(keys) for _ in range(num_envs)]
+    out = _empty(keys)
     done_steps = 0
     torch.manual_seed(seed)
     while done_steps < steps:
@@ -135,6 +142,10 @@ def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> 
             action = rng.uniform(space.low, space.high, size=(num_envs, *space.shape)).astype(np.float32)
         else:
             action = policy(obs)
+        if "qpos" in keys:
+            for ep, data in zip(per_env, sims):
+                ep["qpos"].append(data.qpos.copy())
+                ep["qvel"].append(data.qvel.copy())
         next_obs, reward, terminated, truncated, _ = venv.step(action)
         for i in range(num_envs):
             ep = per_env[i]
@@ -145,7 +156,7 @@ def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> 
             ep["timeouts"].append(bool(truncated[i] and not terminated[i]))
             if terminated[i] or truncated[i]:
                 _append(out, ep)
-                per_env[i] = _empty()
+                per_env[i] = _empty(keys)
         obs = next_obs
         done_steps += num_envs
     for ep in per_env:  # unfinished episodes close with a timeout on their last row
@@ -157,8 +168,12 @@ def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> 
     return {k: v[:steps] if len(v) > steps else v for k, v in _trim(arrays, steps).items()}
 
 
-def _empty() -> dict[str, list]:
-    return {"observations": [], "actions": [], "rewards": [], "terminals": [], "timeouts": []}
+ROW_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+SIM_KEYS = ("qpos", "qvel")
+
+
+def _empty(keys: tuple[str, ...] = ROW_KEYS) -> dict[str, list]:
+    return {k: [] for k in keys}
 
 
 def _append(out: dict[str, list], ep: dict[str, list]) -> None:
@@ -195,7 +210,7 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
         from rlkit.data.hdf5 import read_raw
 
         raw = read_raw(shipped)
-        arrays = {k: raw[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+        arrays = {k: raw[k] for k in ROW_KEYS}
         prov = {"policy": shipped.name, "level": level}
     elif level == "medium-expert" and policy is None:
         parts = [collect_to_file(f"{task}-{lv}", steps // 2, seed + i, None, None, num_envs)
@@ -203,8 +218,8 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
         from rlkit.data.hdf5 import read_raw
 
         raws = [read_raw(p) for p in parts]
-        arrays = {k: np.concatenate([r[k] for r in raws]) for k in
-                  ("observations", "actions", "rewards", "terminals", "timeouts")}
+        sim = tuple(f"infos/{k}" for k in SIM_KEYS) if all(f"infos/{k}" in r for r in raws for k in SIM_KEYS) else ()
+        arrays = {k.removeprefix("infos/"): np.concatenate([r[k] for r in raws]) for k in ROW_KEYS + sim}
         prov = {"policy": "medium + expert", "level": level, "parts": [p.name for p in parts]}
     else:
         from rlkit import envs as env_registry
@@ -228,7 +243,9 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
         "episode_return_mean": float(rets.mean()), "episode_return_std": float(rets.std()),
         "episodes": int(len(rets)), **prov,
     }
-    write_d4rl(out, **arrays, metadata={"algorithm": "rlkit-collect", "policy": str(prov["policy"])},
+    infos = {k: arrays.pop(k) for k in SIM_KEYS if k in arrays}
+    write_d4rl(out, **arrays, infos=infos or None,
+               metadata={"algorithm": "rlkit-collect", "policy": str(prov["policy"])},
                provenance=provenance, compression="gzip")
     return out
 

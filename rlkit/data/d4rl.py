@@ -25,6 +25,8 @@ algorithms (IQL's AntMaze ``r - 1``) belong to the algorithm configs, not to the
   ``s_{i+1} = observations[i+1]`` -- D4RL ignores a file's ``next_observations`` key, and so do we.
   For a terminal row ``observations[i+1]`` is the next episode's first state; that is harmless because
   terminal rows never bootstrap (``mask = 1 - terminal``).
+* ``infos/qpos`` and ``infos/qvel`` (the simulator state of each raw row), when the file has both, are
+  kept for the same rows as ``Dataset.sim_states``; other ``infos/*`` and ``metadata/*`` are not loaded.
 
 **Episode boundaries** then follow the convention of the IQL, TD3+BC and OPER code bases (their
 ``done_float`` flag from ``d4rl.qlearning_dataset``): row ``k`` closes an episode when it is terminal or when
@@ -44,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from rlkit.data.dataset import Dataset
+from rlkit.data.dataset import SIM_STATE_KEYS, Dataset
 from rlkit.data.hdf5 import OPTIONAL_KEYS, REQUIRED_KEYS, list_keys, read_provenance, read_raw
 from rlkit.errors import ConfigError, DatasetError, choices_hint
 
@@ -179,7 +181,7 @@ def validate_raw(raw: dict[str, Any], where: str, keys_present: list[str] | None
                 )
             out[key] = arr
     n = len(out["rewards"])
-    for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
+    for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS, *(f"infos/{k}" for k in SIM_STATE_KEYS)):
         if key in out and out[key].shape[0] != n:
             raise DatasetError(
                 f"dataset key '{key}' has {out[key].shape[0]} rows but 'rewards' has {n} in '{where}'; "
@@ -234,8 +236,9 @@ def final_timesteps_from_counter(terminals: np.ndarray, max_episode_steps: int) 
 def qlearning_transform(raw: dict[str, Any], max_episode_steps: int = 1000) -> dict[str, np.ndarray]:
     """``d4rl.qlearning_dataset(terminate_on_end=False)`` on a validated raw dict (see module docstring).
 
-    Returns ``observations, actions, next_observations, rewards, terminals`` (float32 / bool) and
-    ``raw_rows``, the raw row index of every kept transition.
+    Returns ``observations, actions, next_observations, rewards, terminals`` (float32 / bool),
+    ``raw_rows``, the raw row index of every kept transition, and ``sim_states`` (``qpos``/``qvel`` of the kept
+    rows, or None when the raw dict lacks ``infos/qpos`` or ``infos/qvel``).
     """
     n = len(raw["rewards"])
     terminals = np.asarray(raw["terminals"], dtype=bool)
@@ -252,6 +255,8 @@ def qlearning_transform(raw: dict[str, Any], max_episode_steps: int = 1000) -> d
         "rewards": np.asarray(raw["rewards"])[rows].astype(np.float32, copy=False),
         "terminals": terminals[rows],
         "raw_rows": rows,
+        "sim_states": ({k: np.asarray(raw[f"infos/{k}"])[rows].astype(np.float32) for k in SIM_STATE_KEYS}
+                       if all(f"infos/{k}" in raw for k in SIM_STATE_KEYS) else None),
     }
 
 
@@ -310,14 +315,16 @@ def to_dataset(
         timeouts=timeouts,
         next_observations=t["next_observations"],
         provenance=prov,
+        sim_states=t["sim_states"],
     )
 
 
 def read_d4rl_file(path: str | os.PathLike, dataset_id: str | None = None) -> dict[str, Any]:
-    """Read and validate the arrays the transform needs (``infos/*`` and ``metadata/*`` are not loaded)."""
+    """Read and validate the arrays the transform needs, plus ``infos/qpos`` and ``infos/qvel`` when present
+    (other ``infos/*`` and ``metadata/*`` are not loaded)."""
     path = Path(path)
     present = list(list_keys(path, dataset_id))
-    raw = read_raw(path, (*REQUIRED_KEYS, *OPTIONAL_KEYS), dataset_id)
+    raw = read_raw(path, (*REQUIRED_KEYS, *OPTIONAL_KEYS, *(f"infos/{k}" for k in SIM_STATE_KEYS)), dataset_id)
     return validate_raw(raw, str(path), keys_present=present)
 
 

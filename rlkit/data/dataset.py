@@ -12,6 +12,10 @@ Episode boundaries follow the convention shared by the OPER, IQL and TD3+BC code
 always a boundary.  From the boundaries the dataset derives ``episode_ids`` and, per row, the
 undiscounted return of the row's episode (``returns``), which return-based resampling (OPER-R, ReD) and
 IQL's reward scaling use.
+
+``sim_states`` (optional) holds the simulator state of each row's ``s_i`` -- MuJoCo ``qpos`` and ``qvel`` from a
+D4RL file's ``infos/`` (or rlkit's collection, which writes them), float32 -- for rollout oracles that restore
+the simulator to a dataset state (OAP's ``env_return``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from rlkit.errors import DatasetError
 
 ARRAY_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+SIM_STATE_KEYS = ("qpos", "qvel")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Dataset:
     timeouts: np.ndarray
     next_observations: np.ndarray
     provenance: dict[str, Any] = field(default_factory=dict)
+    sim_states: dict[str, np.ndarray] | None = None
     episode_ids: np.ndarray = field(init=False, repr=False)
     returns: np.ndarray = field(init=False, repr=False)
 
@@ -47,6 +53,8 @@ class Dataset:
         self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
         self.terminals = np.asarray(self.terminals).reshape(-1).astype(bool)
         self.timeouts = np.asarray(self.timeouts).reshape(-1).astype(bool)
+        if self.sim_states is not None:
+            self.sim_states = {k: np.asarray(self.sim_states[k], dtype=np.float32) for k in SIM_STATE_KEYS}
         self.validate()
         self.episode_ids, self.returns = _episodes(self.rewards, self.done_float)
 
@@ -63,6 +71,10 @@ class Dataset:
                     f"dataset key '{key}' has {arr.shape[0]} rows but 'rewards' has {n}; "
                     "all arrays must have one row per transition"
                 )
+        for key, arr in (self.sim_states or {}).items():
+            if arr.ndim != 2 or arr.shape[0] != n:
+                raise DatasetError(f"dataset key 'infos/{key}' has shape {arr.shape}; it needs one row per "
+                                   f"transition ({n})")
         for key in ("observations", "next_observations", "actions"):
             if getattr(self, key).ndim < 2:
                 raise DatasetError(f"dataset key '{key}' must be 2-D (rows, features), got shape "
@@ -137,13 +149,13 @@ class Dataset:
         """A new dataset made of the given rows (kept in order; provenance notes the selection)."""
         rows = np.asarray(rows)
         prov = dict(self.provenance, subset_of=self.provenance.get("id"), subset_rows=int(len(rows)))
-        return Dataset(
-            **{k: getattr(self, k)[rows] for k in ARRAY_KEYS}, provenance=prov
-        )
+        sim = None if self.sim_states is None else {k: v[rows] for k, v in self.sim_states.items()}
+        return Dataset(**{k: getattr(self, k)[rows] for k in ARRAY_KEYS}, provenance=prov, sim_states=sim)
 
     @staticmethod
     def concatenate(parts: list[Dataset], provenance: dict[str, Any] | None = None) -> Dataset:
-        """Join datasets end to end; each part's last row keeps closing its final episode."""
+        """Join datasets end to end; each part's last row keeps closing its final episode.  Simulator states
+        are kept only when every part has them."""
         arrays = {}
         for key in ARRAY_KEYS:
             arrays[key] = np.concatenate([getattr(p, key) for p in parts])
@@ -151,7 +163,10 @@ class Dataset:
         timeouts = arrays["timeouts"].copy()
         timeouts[ends] |= ~arrays["terminals"][ends]
         arrays["timeouts"] = timeouts
-        return Dataset(**arrays, provenance=provenance or {"parts": [p.provenance for p in parts]})
+        sim = None
+        if all(p.sim_states is not None for p in parts):
+            sim = {k: np.concatenate([p.sim_states[k] for p in parts]) for k in SIM_STATE_KEYS}
+        return Dataset(**arrays, provenance=provenance or {"parts": [p.provenance for p in parts]}, sim_states=sim)
 
     def summary(self) -> dict[str, Any]:
         """Counts and return statistics, as printed by ``rlkit data info``."""

@@ -69,7 +69,10 @@ class EnsembleLinear(nn.Module):
         self.in_dim, self.out_dim, self.ensemble_size = in_dim, out_dim, ensemble_size
         self.weight = nn.Parameter(torch.empty(ensemble_size, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_dim))
-        bound = 1.0 / math.sqrt(in_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_dim)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 

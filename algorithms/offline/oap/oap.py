@@ -90,6 +90,7 @@ class OAP(Algorithm):
     def __init__(self, observation_space, action_space, device="cpu", *, base: Mapping[str, Any],
                  env_id: str, max_steps: int, seed: int = 0, oracle: str = "expert",
                  oracle_checkpoint: str | None = None, oracle_file: str | None = None, oracle_horizon: int = 100,
+                 oracle_restore: str = "infos",
                  query_limit: int | None = 100_000, query_period: int = 100_000, schedule: str = "interval",
                  unqueried_first: bool = True, ranknet: bool = True, ranknet_epochs: int = 100,
                  ranknet_hidden: Sequence[int] = (512, 256), ranknet_dropout: float = 0.5,
@@ -106,7 +107,8 @@ class OAP(Algorithm):
         self.unqueried_first, self.use_ranknet = bool(unqueried_first), bool(ranknet)
         self.ranknet_epochs, self.ranknet_batch_size = int(ranknet_epochs), int(ranknet_batch_size)
         with torch.random.fork_rng(devices=[]):  # building the oracle and the RankNet leaves the base's RNG alone
-            self.oracle = self._build_oracle(oracle, oracle_checkpoint, oracle_file, int(oracle_horizon))
+            self.oracle = self._build_oracle(oracle, oracle_checkpoint, oracle_file, int(oracle_horizon),
+                                             oracle_restore)
             torch.manual_seed(derive_seed(self.seed, "oap ranknet init"))
             self.ranknet = RankNet(self.obs_dim, self.action_dim, ranknet_hidden, ranknet_dropout).to(self.device)
         self.ranknet_opt = torch.optim.Adam(self.ranknet.parameters(), lr=float(ranknet_lr))
@@ -117,7 +119,8 @@ class OAP(Algorithm):
         self._data: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ construction
-    def _build_oracle(self, name: str, checkpoint: str | None, path: str | None, horizon: int) -> PreferenceOracle:
+    def _build_oracle(self, name: str, checkpoint: str | None, path: str | None, horizon: int,
+                      restore: str) -> PreferenceOracle:
         if name not in ORACLES:
             raise ConfigError(f"bad value for 'algo.oracle': {name!r}; choose {', '.join(ORACLES)}")
         if name == "file":
@@ -125,7 +128,7 @@ class OAP(Algorithm):
                 raise ConfigError("algo.oracle=file needs algo.oracle_file=PATH (a CSV with header row,preferred)")
             return FileOracle(path)
         if name == "env_return":
-            return EnvReturnOracle(self.env_id, horizon)
+            return EnvReturnOracle(self.env_id, horizon, restore=restore)
         return load_expert_oracle(self.env_id, checkpoint, self.observation_space, self.action_space, self.device)
 
     @property

@@ -6,8 +6,10 @@ dataset action).  States are raw observations, actions env-scale, all torch tens
 ``rows`` are the dataset row indices.  Every answered pair is counted in ``calls``.
 
 * ``expert``: ``argmax_{a ∈ {a_i, π(s_i)}} Q*(s_i, a)`` with ``Q* = min_k Q_k`` of an rlkit SAC run's
-  critic (the paper's oracle, Sec. 4.1: an online SAC expert's Q);
-* ``env_return``: restore the simulator to the row's state, take the action, follow the current policy for
+  critic (the paper's oracle, Sec. 4.1: an online SAC expert's Q), or of the critic shipped for the task: the
+  shipped SAC expert's ``Q^{μ_e}`` fitted by FQE (:mod:`rlkit.data.expert_critic`);
+* ``env_return``: restore the simulator to the row's state (MuJoCo ``qpos``/``qvel`` from the dataset's
+  ``infos/``, or rebuilt from the observation), take the action, follow the current policy for
   ``horizon - 1`` more steps and prefer the higher undiscounted return;
 * ``file``: labels a person wrote, a CSV ``row,preferred`` with values ``dataset|policy``.
 """
@@ -21,11 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlkit.envs.restore import rollout_returns
 from rlkit.errors import ConfigError
 
 ORACLES = ("expert", "env_return", "file")
-#: MuJoCo tasks whose observation is ``qpos[1:] ++ qvel``: the state is restorable up to the x position,
-#: which neither their dynamics nor their rewards (x *velocity*) depend on; value: ``nq``
+#: MuJoCo locomotion tasks whose whole state is ``(qpos, qvel)``, as D4RL's ``infos/`` store it (AntMaze is not:
+#: its goal is not part of the simulator state)
+RESTORABLE_INFOS = ("hopper", "walker2d", "halfcheetah", "ant")
+#: of those, the tasks whose observation is ``qpos[1:] ++ qvel``: restorable from the observation up to the x
+#: position, which neither their dynamics nor their rewards (x *velocity*) depend on; value: ``nq``
 RESTORABLE = {"hopper": 6, "walker2d": 9, "halfcheetah": 9}
 
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
@@ -127,29 +133,61 @@ def load_expert_oracle(env_id: str, checkpoint: str | None, observation_space, a
 
 
 # ----------------------------------------------------------------------------------------------- env return
+RESTORE_MODES = ("infos", "observation")
+
+
 class EnvReturnOracle(PreferenceOracle):
-    """Roll out each action from the restored dataset state, then the current policy, for ``horizon`` steps."""
+    """Roll out each action from the restored dataset state, then the current policy, for ``horizon`` steps.
+
+    ``restore="infos"`` (default) sets the simulator to the row's MuJoCo ``qpos``/``qvel`` as D4RL files store
+    them in ``infos/`` (rlkit's collection writes them too); any MuJoCo env.  ``restore="observation"``
+    rebuilds the state from the observation ``qpos[1:] ++ qvel`` with the x position at 0 (hopper, walker2d,
+    halfcheetah, whose dynamics and rewards do not depend on x; exact up to the observation's float32
+    rounding and the ±10 velocity clipping of hopper/walker2d), for datasets without ``infos/``.
+    """
 
     name = "env_return"
 
-    def __init__(self, env_id: str, horizon: int = 100, num_envs: int = 64) -> None:
+    def __init__(self, env_id: str, horizon: int = 100, num_envs: int = 64, restore: str = "infos") -> None:
         super().__init__()
         from rlkit.envs.mujoco import task_of
+        from rlkit.envs.restore import sim_data
 
+        if restore not in RESTORE_MODES:
+            raise ConfigError(f"bad value for 'algo.oracle_restore': {restore!r}; choose infos or observation")
         task = task_of(env_id)
-        if task not in RESTORABLE:
+        if task not in RESTORABLE_INFOS:
             raise ConfigError(f"algo.oracle=env_return cannot restore env '{env_id}' to a dataset state (only "
-                              f"{', '.join(sorted(RESTORABLE))}); use algo.oracle=expert or algo.oracle=file")
+                              f"{', '.join(RESTORABLE_INFOS)}); use algo.oracle=expert or algo.oracle=file")
+        if restore == "observation" and task not in RESTORABLE:
+            raise ConfigError(f"algo.oracle_restore=observation cannot rebuild env '{env_id}' from its observation "
+                              f"(only {', '.join(sorted(RESTORABLE))}); use algo.oracle_restore=infos with a "
+                              "dataset carrying infos/qpos and infos/qvel")
         if horizon < 1:
             raise ConfigError(f"algo.oracle_horizon must be at least 1, got {horizon}")
-        self.env_id, self.nq, self.horizon, self.num_envs = env_id, RESTORABLE[task], int(horizon), int(num_envs)
+        self.env_id, self.horizon, self.num_envs, self.restore = env_id, int(horizon), int(num_envs), restore
         self._envs: list = []
+        data = sim_data(self._env(0))
+        self.nq, self.nv = int(data.qpos.size), int(data.qvel.size)
+        self._sim: dict[str, np.ndarray] | None = None
 
     def bind(self, dataset) -> None:
-        nq = self.nq
-        if dataset.observation_dim != 2 * nq - 1:
-            raise ConfigError(f"algo.oracle=env_return expects {self.env_id} observations qpos[1:] ++ qvel "
-                              f"({2 * nq - 1} dims), the dataset has {dataset.observation_dim}")
+        if self.restore == "observation":
+            if dataset.observation_dim != self.nq - 1 + self.nv:
+                raise ConfigError(f"algo.oracle_restore=observation expects {self.env_id} observations "
+                                  f"qpos[1:] ++ qvel ({self.nq - 1 + self.nv} dims), the dataset has "
+                                  f"{dataset.observation_dim}")
+            return
+        if dataset.sim_states is None:
+            raise ConfigError("algo.oracle=env_return needs the dataset's simulator states (infos/qpos, infos/qvel "
+                              "of a D4RL file or an rlkit collection), which this dataset lacks; use such a file "
+                              "or algo.oracle_restore=observation")
+        shapes = (dataset.sim_states["qpos"].shape[1], dataset.sim_states["qvel"].shape[1])
+        if shapes != (self.nq, self.nv):
+            raise ConfigError(f"the dataset's infos/qpos, infos/qvel have {shapes[0]} and {shapes[1]} values per row "
+                              f"but env '{self.env_id}' has nq={self.nq}, nv={self.nv}; the file belongs to "
+                              "another env")
+        self._sim = dataset.sim_states
 
     def _env(self, i: int):
         from rlkit import envs
@@ -160,42 +198,25 @@ class EnvReturnOracle(PreferenceOracle):
             self._envs.append(env)
         return self._envs[i]
 
-    def returns(self, states: np.ndarray, first_actions: np.ndarray, policy: PolicyFn,
+    def sim_states(self, states: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(qpos, qvel)`` of the queried rows: stored (``infos``) or rebuilt from the observation."""
+        if self.restore == "infos":
+            return self._sim["qpos"][rows], self._sim["qvel"][rows]
+        qpos = np.concatenate([np.zeros((len(states), 1)), states[:, :self.nq - 1]], axis=1)
+        return qpos, states[:, self.nq - 1:]
+
+    def returns(self, qpos: np.ndarray, qvel: np.ndarray, first_actions: np.ndarray, policy: PolicyFn,
                 device: torch.device) -> np.ndarray:
         """Undiscounted ``horizon``-step returns from each restored state (episodes may end earlier)."""
-        out = np.zeros(len(states))
-        for start in range(0, len(states), self.num_envs):
-            idx = np.arange(start, min(start + self.num_envs, len(states)))
-            live = [self._env(j) for j in range(len(idx))]
-            obs = np.zeros((len(idx), states.shape[1]), np.float32)
-            for j, (env, s) in enumerate(zip(live, states[idx])):
-                env.reset()
-                raw = env.unwrapped
-                raw.set_state(np.concatenate([[0.0], s[:self.nq - 1]]), s[self.nq - 1:])
-                obs[j] = raw._get_obs()
-            alive = np.ones(len(idx), bool)
-            action = first_actions[idx]
-            for t in range(self.horizon):
-                if t > 0:
-                    with torch.no_grad():
-                        action = policy(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-                for j, env in enumerate(live):
-                    if not alive[j]:
-                        continue
-                    o, r, terminated, _, _ = env.unwrapped.step(action[j])
-                    out[idx[j]] += r
-                    obs[j] = o
-                    alive[j] = not terminated
-                if not alive.any():
-                    break
-        return out
+        envs_ = [self._env(j) for j in range(min(self.num_envs, len(qpos)))]
+        return rollout_returns(envs_, qpos, qvel, first_actions, policy, self.horizon, device)
 
     def _prefer(self, states, dataset_actions, policy_actions, rows, policy):
         if policy is None:
             raise ConfigError("algo.oracle=env_return needs the current policy to roll out")
-        s = states.cpu().numpy().astype(np.float64)
-        r_data = self.returns(s, dataset_actions.cpu().numpy(), policy, states.device)
-        r_pol = self.returns(s, policy_actions.cpu().numpy(), policy, states.device)
+        qpos, qvel = self.sim_states(states.cpu().numpy().astype(np.float64), rows.cpu().numpy())
+        r_data = self.returns(qpos, qvel, dataset_actions.cpu().numpy(), policy, states.device)
+        r_pol = self.returns(qpos, qvel, policy_actions.cpu().numpy(), policy, states.device)
         return torch.as_tensor(r_pol > r_data, device=states.device)
 
 

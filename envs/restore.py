@@ -1,0 +1,58 @@
+"""Restoring a MuJoCo env to a stored simulator state, and rolling out from it.
+
+Rows of D4RL locomotion files (and of rlkit's own collection) carry the simulator state of each observation in
+``infos/qpos`` and ``infos/qvel``; putting an env back into that state lets a rollout oracle (OAP, Yang et al.
+2023, Sec. 4.1) or a value check compare actions from exactly the dataset's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+def sim_data(env: gym.Env):
+    """The MuJoCo ``MjData`` behind a gymnasium env, or None for other simulators."""
+    from gymnasium.envs.mujoco import MujocoEnv
+
+    raw = env.unwrapped
+    return raw.data if isinstance(raw, MujocoEnv) else None
+
+
+def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there."""
+    env.reset()
+    raw = env.unwrapped
+    raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    return raw._get_obs()
+
+
+def rollout_returns(envs: list[gym.Env], qpos: np.ndarray, qvel: np.ndarray, first_actions: np.ndarray,
+                    policy: Callable[[torch.Tensor], torch.Tensor], horizon: int, device: torch.device,
+                    gamma: float = 1.0) -> np.ndarray:
+    """``sum_{t<horizon} gamma^t r_t`` from each restored state: ``first_actions[i]`` at ``t = 0``, then ``policy``
+    (raw obs -> env-scale action, batched over ``envs``); an episode that terminates stops adding."""
+    out = np.zeros(len(qpos))
+    for start in range(0, len(qpos), len(envs)):
+        idx = np.arange(start, min(start + len(envs), len(qpos)))
+        live = envs[:len(idx)]
+        obs = np.stack([restore_state(env, qpos[i], qvel[i]) for env, i in zip(live, idx)]).astype(np.float32)
+        alive = np.ones(len(idx), bool)
+        action = first_actions[idx]
+        for t in range(horizon):
+            if t > 0:
+                with torch.no_grad():
+                    action = policy(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+            for j, env in enumerate(live):
+                if not alive[j]:
+                    continue
+                o, r, terminated, _, _ = env.unwrapped.step(action[j])
+                out[idx[j]] += gamma ** t * r
+                obs[j] = o
+                alive[j] = not terminated
+            if not alive.any():
+                break
+    return out

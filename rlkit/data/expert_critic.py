@@ -1,0 +1,216 @@
+"""Expert critics for OAP's preference oracle, by fitted Q evaluation of a shipped rlkit SAC expert.
+
+OAP (Yang et al. 2023, Sec. 4.1) answers a preference query with an expert's action value: of the dataset action
+and the policy's action, the one with the larger ``Q*(s, a)``.  The shipped experts (``<task>-expert.pt``) are
+actors of rlkit SAC runs whose critics were not kept, so the oracle's critic is fitted to the expert *policy* by
+fitted Q evaluation (FQE; Le, Voloshin & Yue 2019, "Batch Policy Learning under Constraints", Sec. 4):
+
+    Q_k(s, a)  <-  r + γ (1 - d) Q̄_k(s', μ_e(s')),     k = 1, 2,
+
+two independent estimates in SAC's twin-critic layout (so the oracle reads ``min_k Q_k`` exactly as it reads a SAC
+run's critic), ``μ_e`` the expert's deterministic (tanh-mean) action, Adam, Polyak-averaged targets ``Q̄``.  This is
+``Q^{μ_e}``: the value of taking ``a`` and then acting as the expert, which is what the oracle compares.
+
+**Data** (:func:`collect`): the oracle compares actions at the *offline policy's* states (near the medium data)
+with values of the *expert's* continuation, so FQE needs both the medium policy's states and expert actions taken
+from them.  Each of four equal parts is a per-step mixture: with probability ``p`` the expert's mean action plus
+Gaussian noise ``σ`` (in units of half the action range), otherwise the medium policy's sampled action, for
+``(p, σ) = (1, 0.1), (0.7, 0.3), (0.3, 0.3), (0, -)``.
+
+**Check** (:func:`agreement`): at states of the medium policy the critic ranks the medium policy's sampled action
+against its mean action (pairs like OAP's ``a`` vs ``π(s)``); the truth restores the simulator to the state
+(MuJoCo ``qpos``/``qvel``), takes the action, then follows ``μ_e`` for ``horizon`` steps (discounted return).
+Reported: agreement on all pairs and on the half with the larger true gap.
+
+``python -m rlkit.data.expert_critic hopper`` writes ``rlkit/data/policies/hopper-expert-critic.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.data.collect import POLICY_DIR, BehaviourPolicy, load_policy, rollout
+from rlkit.data.d4rl import to_dataset
+from rlkit.data.dataset import Dataset
+from rlkit.nets import polyak_update
+from rlkit.nets.mlp import EnsembleLinear
+from rlkit.optim import adam
+from rlkit.utils import atomic_write_bytes, derive_seed
+
+MIXTURES = ((1.0, 0.1), (0.7, 0.3), (0.3, 0.3), (0.0, 0.0))
+
+
+class MixturePolicy:
+    """Per env step: the expert's mean action plus ``N(0, σ²)`` noise (half-range units, clipped) with probability
+    ``p``, else the medium policy's sampled action."""
+
+    def __init__(self, expert: BehaviourPolicy, medium: BehaviourPolicy, p: float, sigma: float,
+                 low: np.ndarray, high: np.ndarray, seed: int) -> None:
+        self.expert, self.medium, self.p, self.sigma = expert, medium, p, sigma
+        self.low, self.high = low, high
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        n = len(obs)
+        expert = self.expert.algo.act(obs, None, deterministic=True)[0]
+        expert = expert + self.rng.normal(0.0, self.sigma, expert.shape) * (self.high - self.low) / 2
+        expert = np.clip(expert, self.low, self.high)
+        use_expert = self.rng.random(n) < self.p
+        if use_expert.all():
+            return expert.astype(np.float32)
+        medium = self.medium(obs)
+        return np.where(use_expert[:, None], expert, medium).astype(np.float32)
+
+
+def _policies(task: str) -> tuple[BehaviourPolicy, BehaviourPolicy, Any]:
+    from rlkit import envs
+
+    probe = envs.make_vector(task, 1)
+    expert = load_policy(POLICY_DIR / f"{task}-expert.pt", probe)
+    medium = load_policy(POLICY_DIR / f"{task}-medium.pt", probe)
+    space = probe.single_action_space
+    probe.close()
+    return expert, medium, space
+
+
+def collect(task: str, steps: int, seed: int = 0, num_envs: int = 8) -> Dataset:
+    """``steps`` transitions in the four mixture parts, with simulator states (see the module docstring)."""
+    expert, medium, space = _policies(task)
+    parts = []
+    for i, (p, sigma) in enumerate(MIXTURES):
+        policy = MixturePolicy(expert, medium, p, sigma, space.low, space.high, derive_seed(seed, f"fqe mix {i}"))
+        raw = rollout(task, policy, steps // len(MIXTURES), derive_seed(seed, f"fqe rollout {i}"), num_envs)
+        raw = {("infos/" + k if k in ("qpos", "qvel") else k): v for k, v in raw.items()}
+        parts.append(to_dataset(raw, {"mixture": [p, sigma]}))
+    return Dataset.concatenate(parts, {"source": "fqe mixture", "task": task, "mixtures": [list(m) for m in MIXTURES]})
+
+
+def fit(expert: BehaviourPolicy, data: Dataset, steps: int, *, batch_size: int = 256, lr: float = 3e-4,
+        gamma: float = 0.99, tau: float = 0.005, seed: int = 0, log_every: int = 10_000) -> dict[str, Any]:
+    """FQE of the expert's deterministic policy on ``data``; returns the critic ``state_dict`` and TD losses."""
+    algo = expert.algo
+    torch.manual_seed(derive_seed(seed, "fqe init"))
+    critic = copy.deepcopy(algo.critic).requires_grad_(True)
+    for module in critic.modules():
+        if isinstance(module, EnsembleLinear):
+            module.reset_parameters()
+    target = copy.deepcopy(critic).requires_grad_(False)
+    opt = adam(critic.parameters(), lr)
+    obs = torch.as_tensor(data.observations)
+    nxt = torch.as_tensor(data.next_observations)
+    act = algo.from_env_action(torch.as_tensor(data.actions))
+    rew = torch.as_tensor(data.rewards)
+    not_done = 1.0 - torch.as_tensor(data.terminals, dtype=torch.float32)
+    with torch.no_grad():
+        next_act = torch.cat([algo.actor(nxt[i:i + 65536]).mode for i in range(0, len(nxt), 65536)])
+    gen = torch.Generator().manual_seed(derive_seed(seed, "fqe batches"))
+    losses = []
+    running = torch.zeros(())
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(obs), (batch_size,), generator=gen)
+        with torch.no_grad():
+            y = rew[idx] + gamma * not_done[idx] * target(nxt[idx], next_act[idx])
+        loss = (critic(obs[idx], act[idx]) - y).pow(2).mean(-1).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        polyak_update(critic, target, tau)
+        running += loss.detach()
+        if step % log_every == 0:
+            losses.append((step, float(running) / log_every))
+            running.zero_()
+    return {"critic": critic.state_dict(), "td_loss": losses}
+
+
+def agreement(task: str, expert: BehaviourPolicy, medium: BehaviourPolicy, critic_state: dict[str, torch.Tensor],
+              states: int = 256, horizon: int = 300, gamma: float = 0.99, seed: int = 0) -> dict[str, float]:
+    """How often ``min_k Q_k`` ranks (medium sampled action, medium mean action) like the simulator does."""
+    from rlkit import envs
+    from rlkit.envs.restore import rollout_returns
+
+    raw = rollout(task, medium, states * 4, derive_seed(seed, "fqe check states"), 8)
+    rows = np.random.default_rng(derive_seed(seed, "fqe check rows")).choice(len(raw["rewards"]), states,
+                                                                           replace=False)
+    obs = raw["observations"][rows].astype(np.float32)
+    torch.manual_seed(derive_seed(seed, "fqe check actions"))
+    sampled = medium(obs)
+    mean = medium.algo.act(obs, None, deterministic=True)[0]
+    algo = expert.algo
+    critic = copy.deepcopy(algo.critic)
+    critic.load_state_dict({k: v.float() for k, v in critic_state.items()})
+    with torch.no_grad():
+        o = torch.as_tensor(obs)
+        q = [critic(o, algo.from_env_action(torch.as_tensor(a, dtype=torch.float32))).min(0).values.numpy()
+             for a in (sampled, mean)]
+
+    def follow(x: torch.Tensor) -> torch.Tensor:
+        return algo.actor(x).mode * algo.action_scale + algo.action_bias
+
+    pool = [envs.make(task) for _ in range(32)]
+    for i, env in enumerate(pool):
+        env.reset(seed=i)
+    true = [rollout_returns(pool, raw["qpos"][rows], raw["qvel"][rows], a, follow, horizon, torch.device("cpu"),
+                            gamma) for a in (sampled, mean)]
+    true_gap, q_gap = true[1] - true[0], q[1] - q[0]
+    agree = np.sign(true_gap) == np.sign(q_gap)
+    large = np.abs(true_gap) >= np.median(np.abs(true_gap))
+    return {"states": int(states), "horizon": int(horizon), "agreement": float(agree.mean()),
+            "agreement_large_gap": float(agree[large].mean()),
+            "spearman_q_vs_return": float(_spearman(np.concatenate(q), np.concatenate(true)))}
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def export(task: str, data_steps: int = 200_000, fqe_steps: int = 100_000, seed: int = 0,
+           out_dir: Path = POLICY_DIR) -> dict[str, Any]:
+    """Collect, fit, check, and write ``<task>-expert-critic.pt`` (``{"algo_config", "critic", **info}``, float16
+    critic, the format :func:`rlkit.algorithms.offline.oap.oracles.load_expert_oracle` reads)."""
+    start = time.time()
+    expert, medium, _ = _policies(task)
+    data = collect(task, data_steps, seed)
+    fitted = fit(expert, data, fqe_steps, seed=seed)
+    critic = {k: v.to(torch.float16) for k, v in fitted["critic"].items()}
+    check = agreement(task, expert, medium, critic, seed=seed)
+    shipped = torch.load(POLICY_DIR / f"{task}-expert.pt", map_location="cpu", weights_only=False)
+    info = {"task": task, "level": "expert-critic",
+            "trainer": "FQE (Le et al. 2019) of the rlkit SAC expert actor",
+            "policy": f"{task}-expert.pt", "train_steps": int(shipped["train_steps"]),
+            "eval_return_mean": float(shipped["eval_return_mean"]),
+            "normalized_score": float(shipped["normalized_score"]),
+            "fqe_steps": int(fqe_steps), "fqe_data": int(data.size), "fqe_td_loss": fitted["td_loss"],
+            "check": check, "wall_s": round(time.time() - start, 1)}
+    buffer = io.BytesIO()
+    torch.save({"algo_config": shipped["algo_config"], "critic": critic, **info}, buffer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / f"{task}-expert-critic.pt", buffer.getvalue())
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fit OAP's expert critic to a shipped SAC expert (FQE).")
+    parser.add_argument("task", choices=("hopper", "halfcheetah", "walker2d"))
+    parser.add_argument("--data-steps", type=int, default=200_000)
+    parser.add_argument("--fqe-steps", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", type=Path, default=POLICY_DIR)
+    ns = parser.parse_args()
+    torch.set_num_threads(1)
+    info = export(ns.task, ns.data_steps, ns.fqe_steps, ns.seed, ns.out_dir)
+    print(json.dumps(info, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
