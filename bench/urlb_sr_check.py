@@ -2,7 +2,8 @@
 pretraining then finetuning on walker stand, a few seeds; prints the evaluation returns of every run.
 
 Usage: ``python bench/urlb_sr_check.py OUT_DIR [--seeds 0,1] [--pretrain 2000] [--finetune 3000]
-[--task walker_stand]``.
+[--task walker_stand] [--agents rnd,rnd_sr]``.  ``--seeds``/``--agents`` split the runs over processes (the runs
+of one seed and agent are independent of the others).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def main() -> None:
     p.add_argument("--pretrain", type=int, default=2000)
     p.add_argument("--finetune", type=int, default=3000)
     p.add_argument("--task", default="walker_stand")
+    p.add_argument("--agents", default="rnd,rnd_sr", help="comma list of rnd, rnd_sr")
     a = p.parse_args()
     out = Path(a.out)
     domain = a.task.split("_")[0]
     for seed in [int(s) for s in a.seeds.split(",")]:
         for name, extra in (("rnd", []), ("rnd_sr", SR)):
+            if name not in a.agents.split(","):
+                continue
             pre, fine = out / name / f"pre{seed}", out / name / f"fine{seed}"
             if not (pre / "summary.json").exists():
                 trainer.run(compose(["algo=rnd", f"env=urlb-{domain}", "regime=pretrain", f"seed={seed}",

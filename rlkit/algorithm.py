@@ -201,8 +201,8 @@ class URLBAgent(Algorithm):
     agent with equal values), ``meta_interval`` (skill agents draw a new meta every this many episode
     steps; 0: at episode starts only).  The regime sets ``env_step`` (agent steps so far) before every
     environment step.  Hooks, called by the regime in this order: :meth:`setup_urlb` once;
-    :meth:`init_meta` when metas are due; ``act``; :meth:`observe_reward` after each env step;
-    :meth:`warmup_actions` during the seed steps; :meth:`init_from_snapshot` when finetuning;
+    :meth:`init_meta` when metas are due; finetuning :meth:`infer_meta`; ``act``; :meth:`observe_reward` after
+    each env step; :meth:`warmup_actions` during the seed steps; :meth:`init_from_snapshot` when finetuning;
     :meth:`eval_meta` to act without a meta.
     """
 
@@ -240,6 +240,12 @@ class URLBAgent(Algorithm):
 
     def observe_reward(self, reward: np.ndarray) -> None:
         """The extrinsic reward of the step just taken (finetuning skill searches use it)."""
+
+    def infer_meta(self, replay) -> dict[str, np.ndarray] | None:
+        """Finetuning, before every environment step (after the meta refresh), with the replay buffer: a meta
+        inferred from its reward-labelled rows that replaces every env's acting meta at once (APS's task
+        regression), or None to keep the meta.  Default: None."""
+        return None
 
     def init_from_snapshot(self, state: dict[str, Any]) -> None:
         """Copy what finetuning keeps from a pretrained agent's ``state_dict`` (URLB Sec. 4)."""

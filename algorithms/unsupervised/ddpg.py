@@ -66,7 +66,7 @@ from rlkit.algorithm import (
     URLBAgent,
     td_priorities,
 )
-from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar
+from rlkit.algorithms.unsupervised.knn_reward import CandidateQueue, RunningMeanVar
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.nets import polyak_update
 from rlkit.optim import adam
@@ -287,8 +287,8 @@ class DDPG(ContinuousActionMixin, URLBAgent):
         declare the ``pretrain`` regime have an intrinsic reward and may train reward-free."""
         if reward_free and "pretrain" not in self.regimes:
             raise ConfigError(f"{type(self).__name__} has no intrinsic reward and cannot pretrain reward-free; use an "
-                              "intrinsic-reward agent (algo=rnd, apt, icm, disagreement, cic or algo=moss) with "
-                              "regime=pretrain")
+                              "intrinsic-reward agent (algo=rnd, apt, icm, disagreement, diayn, smm, aps, proto, cic, "
+                              "moss) with regime=pretrain")
         self.reward_free = bool(reward_free)
 
     def replay_spec(self, seed: int) -> ReplaySpec:
@@ -443,10 +443,10 @@ class DDPG(ContinuousActionMixin, URLBAgent):
     # ------------------------------------------------------------------ measurements (change nothing)
     @contextlib.contextmanager
     def frozen_reward_statistics(self) -> Iterator[None]:
-        """Restore every running reward statistic (:class:`RunningMeanVar`) on exit, so a measured reward leaves
-        the agent exactly as it was."""
+        """Restore every running reward statistic (:class:`RunningMeanVar`, :class:`CandidateQueue`) on exit, so a
+        measured reward leaves the agent exactly as it was."""
         stats = [m for v in vars(self).values() if isinstance(v, nn.Module) for m in v.modules()
-                 if isinstance(m, RunningMeanVar)]
+                 if isinstance(m, RunningMeanVar | CandidateQueue)]
         saved = [copy.deepcopy(m.state_dict()) for m in stats]
         try:
             yield

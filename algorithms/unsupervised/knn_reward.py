@@ -53,6 +53,27 @@ class RunningMeanVar(nn.Module):
         return self.mean, self.var
 
 
+class CandidateQueue(nn.Module):
+    """A FIFO of ``size`` embeddings that a kNN reward measures distances to (ProtoRL's candidate queue, Yarats et
+    al. 2021, Sec. 4.2); starts as zeros, as in URLB's code.  Buffers, so it travels with ``state_dict``; like
+    :class:`RunningMeanVar` it is reward state that measurements restore."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("items", torch.zeros(size, dim))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def push(self, rows: torch.Tensor) -> None:
+        """Write ``rows`` at the pointer (wrapping around) and advance it."""
+        size = self.items.shape[0]
+        if rows.shape[0] > size:
+            raise ValueError(f"cannot push {rows.shape[0]} rows into a queue of {size}")
+        index = (self.ptr + torch.arange(rows.shape[0], device=rows.device)) % size
+        self.items[index] = rows.to(self.items.dtype)
+        self.ptr.copy_((self.ptr + rows.shape[0]) % size)
+
+
 def knn_distances(source: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` smallest Euclidean distances ``||e_i - t_j||`` of each source row, ascending: ``(b1, k)``."""
     if k > target.shape[0]:

@@ -8,7 +8,9 @@ without updates, ``train.updates_per_step`` = 0.5: one update every 2 env steps)
 * **meta** (skill, mode): drawn by ``algo.init_meta`` for every env at its episode start and every
   ``algo.meta_interval`` (50) steps of its episode, fed to ``algo.act`` as the acting state, and stored
   with each transition (the meta active at ``s_t``) in the replay columns ``algo.meta_columns()``;
-* ``algo.env_step`` is set to the agent step before each environment step (the exploration-std schedule).
+* ``algo.env_step`` is set to the agent step before each environment step (the exploration-std schedule);
+* finetuning: ``algo.infer_meta(replay)`` before each environment step may replace every env's meta with one
+  inferred from the replay buffer (APS's task vector regressed on the rewards).
 
 ``pretrain``: the agent is told ``reward_free=True`` and trains on its intrinsic reward; the environment's
 reward (the primal task's, which URLB's pretraining env still returns) is stored but never learnt from.
@@ -116,6 +118,10 @@ class URLBRegime(OnlineRegime):
     def train_step(self) -> dict[str, Any]:
         self.algo.env_step = self.step
         self._refresh_meta()
+        if not self.reward_free:
+            inferred = self.algo.infer_meta(self.buffer)
+            for key, value in (inferred or {}).items():
+                self.act_state[key][:] = value
         metrics = super().train_step()
         last = self.last_transition
         self.coverage.add(np.asarray(last["obs"]))
