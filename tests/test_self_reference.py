@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from rlkit import kernels, trainer
-from rlkit.algorithms.unsupervised import APT, CIC, DIAYN, ICM, MOSS, RND, Disagreement
+from rlkit.algorithms.unsupervised import APS, APT, CIC, DIAYN, ICM, MOSS, RND, SMM, Disagreement, ProtoRL
 from rlkit.algorithms.unsupervised.self_reference import ReferenceAggregator, ReferenceMemory, SelfReference
 from rlkit.config import compose
 from rlkit.errors import CheckpointError, ConfigError
@@ -113,7 +113,8 @@ def sr_agent(cls=RND, reward_free: bool = True, **sr):
     addon = SelfReference(OBS, **{**SR, **sr})
     kwargs = dict(hidden_dim=16, lr=1e-3)
     per_agent = {RND: dict(rnd_rep_dim=8), APT: dict(rep_dim=8, knn_k=4), ICM: {}, Disagreement: dict(n_models=3),
-                 DIAYN: dict(skill_dim=4)}
+                 DIAYN: dict(skill_dim=4), SMM: dict(z_dim=4), APS: dict(sf_dim=4, knn_k=4),
+                 ProtoRL: dict(pred_dim=4, proj_dim=8, num_protos=8, queue_size=16)}
     kwargs.update(per_agent.get(cls, dict(skill_dim=4, knn_k=4)))
     agent = cls(OBS, ACT, addon=addon, **kwargs)
     agent.setup_urlb(reward_free=reward_free, seed_steps=0, episode_steps=50)
@@ -138,7 +139,7 @@ def collected_batch(agent, n: int = 32, seed: int = 1) -> Batch:
     return Batch({k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in columns.items()})
 
 
-@pytest.mark.parametrize("cls", [RND, APT, ICM, Disagreement, DIAYN, CIC, MOSS])
+@pytest.mark.parametrize("cls", [RND, APT, ICM, Disagreement, DIAYN, SMM, APS, ProtoRL, CIC, MOSS])
 def test_sr_works_with_every_agent_and_trains_end_to_end(cls):
     torch.manual_seed(0)
     agent = sr_agent(cls)
@@ -239,7 +240,7 @@ def test_rlkit_list_shows_the_urlb_agents_and_the_addon(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("rnd", "apt", "icm", "disagreement", "cic", "moss"):
+    for name in ("rnd", "apt", "icm", "disagreement", "diayn", "smm", "aps", "proto", "cic", "moss"):
         assert f"  {name} " in out
     assert "addons (addon=NAME):" in out and "  self_reference  Self-Reference add-on" in out
 

@@ -206,7 +206,8 @@ def test_ddpg_cannot_pretrain(tmp_path):
 
 
 # ----------------------------------------------------------------------------- configs at paper settings
-@pytest.mark.parametrize("algo", ["ddpg", "cic", "moss", "rnd", "apt", "icm", "disagreement", "diayn"])
+@pytest.mark.parametrize("algo", ["ddpg", "cic", "moss", "rnd", "apt", "icm", "disagreement", "diayn", "smm", "aps",
+                                  "proto"])
 def test_paper_settings(algo):
     names = {f"urlb-{t}" for t in URLB_TASKS} | {f"urlb-{d}" for d in URLB_DOMAINS}
     assert names <= set(group_options("env"))
