@@ -412,3 +412,27 @@ def test_pretrain_then_finetune_from_the_snapshot_with_self_reference(algo, tmp_
         assert np.isfinite(state["trial"].returns).sum() == 2
     if algo == "aps":  # the task was inferred from the replay after 80 steps
         assert state["solved_task"] is not None and np.linalg.norm(state["solved_task"]) == pytest.approx(1, rel=1e-5)
+
+
+@pytest.mark.parametrize(("algo", "regime"), [("proto", "pretrain"), ("smm", "finetune"), ("aps", "finetune")])
+def test_resume_is_exact_across_queue_trial_and_task_inference(algo, regime, tmp_path):
+    """ProtoRL's candidate queue (pretraining, probed every log interval), SMM's skill trial and APS's inferred
+    task (finetuning) are restored by a resume: the interrupted run logs what the uninterrupted one logs."""
+    from rlkit.regimes.urlb import FinetuneRegime, PretrainRegime
+    from tests.helpers import at_step, interrupt, metric_records
+
+    common = [f"algo={algo}", *TINY, *PER_ALGO[algo]]
+    if regime == "pretrain":
+        overrides, regime_cls = [*common, "env=urlb-walker", "regime=pretrain", "train.steps=200"], PretrainRegime
+    else:
+        trainer.run(compose([*common, "env=urlb-walker", "regime=pretrain", "train.steps=100",
+                             f"run_dir={tmp_path / 'pre'}"]))
+        overrides = [*common, "env=urlb-walker_stand", "regime=finetune", f"snapshot={tmp_path / 'pre'}",
+                     "train.steps=270", "eval.interval=135"]
+        regime_cls = FinetuneRegime
+    full = trainer.run(compose([*overrides, f"run_dir={tmp_path / 'full'}"]))
+    with at_step(regime_cls, 190, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose([*overrides, f"run_dir={tmp_path / 'cut'}"]))
+    resumed = trainer.run(compose([*overrides, f"run_dir={tmp_path / 'cut'}", "resume=true"]))
+    assert metric_records(tmp_path / "full") == metric_records(tmp_path / "cut")
+    assert full["final_returns"] == resumed["final_returns"]
