@@ -80,6 +80,8 @@ class ProtoRL(DDPG):
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
     observation: ClassVar[str] = "vector"  # states only here
+    architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "pred_dim", "proj_dim",
+                                                    "num_protos", "queue_size")
 
     def __init__(self, observation_space, action_space, device="cpu", *, pred_dim: int = 128, proj_dim: int = 512,
                  num_protos: int = 512, queue_size: int = 2048, topk: int = 3, temperature: float = 0.1,

@@ -128,7 +128,8 @@ class SMM(DDPG):
 
     regimes: ClassVar[tuple[str, ...]] = ("pretrain", "finetune")
     observation: ClassVar[str] = "vector"  # states only here
-    architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "z_dim")
+    architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "z_dim", "code_dim",
+                                                    "vae_hidden_dim")
     state_attributes: ClassVar[tuple[str, ...]] = (*DDPG.state_attributes, "trial")
 
     def __init__(self, observation_space, action_space, device="cpu", *, z_dim: int = 4, sp_lr: float = 1e-3,
