@@ -1,9 +1,11 @@
-"""CPU-sized learning check of Self-Reference (Zhao et al. 2025) on URLB walker: RND vs RND+SR, reward-free
-pretraining then finetuning on walker stand, a few seeds; prints the evaluation returns of every run.
+"""CPU-sized learning check of Self-Reference (Zhao et al. 2025) on URLB walker or quadruped: RND vs RND+SR,
+reward-free pretraining then finetuning on a task (walker stand by default), a few seeds; prints the evaluation
+returns of every run.
 
 Usage: ``python bench/urlb_sr_check.py OUT_DIR [--seeds 0,1] [--pretrain 2000] [--finetune 3000]
 [--task walker_stand] [--agents rnd,rnd_sr]``.  ``--seeds``/``--agents`` split the runs over processes (the runs
-of one seed and agent are independent of the others).
+of one seed and agent are independent of the others).  The quadruped check of the README ran
+``--task quadruped_walk --pretrain 5000 --finetune 6000``, one process per seed and agent.
 """
 
 from __future__ import annotations
