@@ -17,10 +17,11 @@ from them.  Each of four equal parts is a per-step mixture: with probability ``p
 Gaussian noise ``σ`` (in units of half the action range), otherwise the medium policy's sampled action, for
 ``(p, σ) = (1, 0.1), (0.7, 0.3), (0.3, 0.3), (0, -)``.
 
-**Check** (:func:`agreement`): at states of the medium policy the critic ranks the medium policy's sampled action
-against its mean action (pairs like OAP's ``a`` vs ``π(s)``); the truth restores the simulator to the state
-(MuJoCo ``qpos``/``qvel``), takes the action, then follows ``μ_e`` for ``horizon`` steps (discounted return).
-Reported: agreement on all pairs and on the half with the larger true gap.
+**Check** (:func:`agreement`): at states of the medium policy the critic ranks pairs of actions (the medium
+policy's sampled vs mean action, as OAP's ``a`` vs ``π(s)``; medium vs expert; uniform vs medium); the truth
+restores the simulator to the state (MuJoCo ``qpos``/``qvel``), takes the action, then follows ``μ_e`` for
+``horizon`` steps (discounted return).  Reported per pair kind: agreement on all pairs and on the half with the
+larger true gap.
 
 ``python -m rlkit.data.expert_critic hopper`` writes ``rlkit/data/policies/hopper-expert-critic.pt``.
 """
@@ -131,9 +132,17 @@ def fit(expert: BehaviourPolicy, data: Dataset, steps: int, *, batch_size: int =
     return {"critic": critic.state_dict(), "td_loss": losses}
 
 
+PAIRS = ("sampled_vs_mean", "sampled_vs_expert", "random_vs_sampled")
+
+
 def agreement(task: str, expert: BehaviourPolicy, medium: BehaviourPolicy, critic_state: dict[str, torch.Tensor],
-              states: int = 256, horizon: int = 300, gamma: float = 0.99, seed: int = 0) -> dict[str, float]:
-    """How often ``min_k Q_k`` ranks (medium sampled action, medium mean action) like the simulator does."""
+              states: int = 256, horizon: int = 300, gamma: float = 0.99, seed: int = 0) -> dict[str, Any]:
+    """How often ``min_k Q_k`` ranks two actions at a medium-policy state like the simulator does, per pair kind:
+    ``sampled_vs_mean`` (the medium policy's sampled vs its mean action: OAP's ``a`` vs ``π(s)`` when ``π`` has
+    cloned the data), ``sampled_vs_expert`` (sampled medium action vs the expert's mean action) and
+    ``random_vs_sampled`` (a uniform action vs the sampled medium action).  Truth: restore, take the action, follow
+    ``μ_e`` for ``horizon`` steps, discounted return.  Also the agreement on the half of the pairs with the larger
+    true gap, and Spearman's rank correlation of Q with the true return over all pairs."""
     from rlkit import envs
     from rlkit.envs.restore import rollout_returns
 
@@ -142,15 +151,17 @@ def agreement(task: str, expert: BehaviourPolicy, medium: BehaviourPolicy, criti
                                                                            replace=False)
     obs = raw["observations"][rows].astype(np.float32)
     torch.manual_seed(derive_seed(seed, "fqe check actions"))
-    sampled = medium(obs)
-    mean = medium.algo.act(obs, None, deterministic=True)[0]
     algo = expert.algo
+    low, high = algo._action_low, algo._action_high
+    actions = {"sampled": medium(obs), "mean": medium.algo.act(obs, None, deterministic=True)[0],
+               "expert": algo.act(obs, None, deterministic=True)[0],
+               "random": np.random.default_rng(derive_seed(seed, "fqe check random")).uniform(
+                   low, high, (states, *np.shape(low))).astype(np.float32)}
     critic = copy.deepcopy(algo.critic)
     critic.load_state_dict({k: v.float() for k, v in critic_state.items()})
     with torch.no_grad():
-        o = torch.as_tensor(obs)
-        q = [critic(o, algo.from_env_action(torch.as_tensor(a, dtype=torch.float32))).min(0).values.numpy()
-             for a in (sampled, mean)]
+        q = {k: critic(torch.as_tensor(obs), algo.from_env_action(torch.as_tensor(a))).min(0).values.numpy()
+             for k, a in actions.items()}
 
     def follow(x: torch.Tensor) -> torch.Tensor:
         return algo.actor(x).mode * algo.action_scale + algo.action_bias
@@ -158,14 +169,18 @@ def agreement(task: str, expert: BehaviourPolicy, medium: BehaviourPolicy, criti
     pool = [envs.make(task) for _ in range(32)]
     for i, env in enumerate(pool):
         env.reset(seed=i)
-    true = [rollout_returns(pool, raw["qpos"][rows], raw["qvel"][rows], a, follow, horizon, torch.device("cpu"),
-                            gamma) for a in (sampled, mean)]
-    true_gap, q_gap = true[1] - true[0], q[1] - q[0]
-    agree = np.sign(true_gap) == np.sign(q_gap)
-    large = np.abs(true_gap) >= np.median(np.abs(true_gap))
-    return {"states": int(states), "horizon": int(horizon), "agreement": float(agree.mean()),
-            "agreement_large_gap": float(agree[large].mean()),
-            "spearman_q_vs_return": float(_spearman(np.concatenate(q), np.concatenate(true)))}
+    true = {k: rollout_returns(pool, raw["qpos"][rows], raw["qvel"][rows], a, follow, horizon, torch.device("cpu"),
+                               gamma) for k, a in actions.items()}
+    out: dict[str, Any] = {"states": int(states), "horizon": int(horizon)}
+    for pair in PAIRS:
+        first, second = pair.split("_vs_")
+        true_gap, q_gap = true[second] - true[first], q[second] - q[first]
+        agree = np.sign(true_gap) == np.sign(q_gap)
+        large = np.abs(true_gap) >= np.median(np.abs(true_gap))
+        out[pair] = {"agreement": float(agree.mean()), "agreement_large_gap": float(agree[large].mean()),
+                     "second_better": float((true_gap > 0).mean())}
+    out["spearman_q_vs_return"] = _spearman(np.concatenate(list(q.values())), np.concatenate(list(true.values())))
+    return out
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
