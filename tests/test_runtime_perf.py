@@ -135,11 +135,13 @@ def test_graph_inputs_cover_the_policy_batch():
 
 @pytest.mark.parametrize("layernorm", [False, True])
 @pytest.mark.parametrize("stacked_input", [False, True])
-def test_ensemble_per_member_path_matches_batched(layernorm, stacked_input):
-    """``EnsembleMLP.forward_per_member`` (one ``addmm`` chain per member, taken for large batches on the
-    CPU) computes the same values and gradients as the batched ``baddbmm`` path, in float64."""
+def test_ensemble_per_member_path_matches_batched(monkeypatch, layernorm, stacked_input):
+    """``EnsembleMLP.forward_per_member`` (one ``addmm`` chain per member and row chunk, taken for large
+    batches on the CPU) computes the same values and gradients as the batched ``baddbmm`` path, in float64."""
+    import rlkit.nets.mlp as mlp
     from rlkit.nets.mlp import PER_MEMBER_ELEMENTS, EnsembleMLP
 
+    monkeypatch.setattr(mlp, "PER_MEMBER_CHUNK_ELEMENTS", 16 * 7)  # 7-row chunks: 40 rows -> 6 chunks
     torch.manual_seed(0)
     net = EnsembleMLP(6, (16, 12), 2, 3, layernorm=layernorm).double()
     x = torch.randn(*((3,) if stacked_input else ()), 40, 6, dtype=torch.float64, requires_grad=True)
