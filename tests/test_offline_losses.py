@@ -288,6 +288,70 @@ def test_cql_actor_loss_is_weighted_sac_objective():
     torch.testing.assert_close(m["train/actor_loss"], (w * (logp.detach() + 0.4)).mean())
 
 
+@pytest.mark.parametrize("per_member", [False, True])
+def test_cql_critic_loss_matches_a_loop_reference(monkeypatch, per_member):
+    """The batched critic loss (one stacked critic call over data, uniform and policy actions) equals CQL(H)
+    eq. 4 computed state by state, member by member, with the importance-sampled log-sum-exp, in float64
+    and with random weights; ``per_member`` routes the stacked critic through its per-member ``addmm`` path.
+    Draws are replayed from the same seed in the order the update takes them: the target action, the
+    uniform actions, then the policy actions (``_sample`` equals the actor on n copies of each state)."""
+    import rlkit.nets.mlp as mlp
+
+    monkeypatch.setattr(mlp, "PER_MEMBER_ELEMENTS", 0 if per_member else mlp.PER_MEMBER_ELEMENTS)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        n, alpha_cql = 3, 5.0
+        algo = CQL(OBS_SPACE, ACT_SPACE, actor_hidden=SMALL, critic_hidden=SMALL, cql_n_actions=n,
+                   cql_alpha=alpha_cql, normalize_obs=False)
+        with torch.no_grad():  # move the critics away from the near-zero output layer of the init
+            for net in (algo.critic, algo.critic_target):
+                for prm in net.parameters():
+                    prm.normal_(0.0, 0.7)
+        b = make_batch(5)
+        obs, act, nobs = b.obs.double(), b.action.double(), b.next_obs.double()
+        rew, not_done = b.reward.double(), 1.0 - b.terminated.double()
+        torch.manual_seed(7)
+        loss, parts = algo.critic_loss(obs, act, nobs, rew, not_done, 1.0, b)
+
+        torch.manual_seed(7)
+        with torch.no_grad():
+            next_action, _ = algo.actor(nobs).rsample_with_log_prob()
+            rand = torch.empty(n, *act.shape).uniform_(-1.0, 1.0)
+            both = torch.cat([obs, nobs])
+            pi, pi_logp = algo.actor(both.expand(n, *both.shape)).rsample_with_log_prob()
+        cur, nxt = pi[:, :5], pi[:, 5:]
+        cur_logp, nxt_logp = pi_logp[:, :5], pi_logp[:, 5:]
+        members = [algo.critic.member(k) for k in range(2)]
+        targets = [algo.critic_target.member(k) for k in range(2)]
+
+        def q(net, s, a):
+            return net(s.view(1, -1), a.view(1, -1))[0]
+
+        log_unif = ACT_DIM * math.log(0.5)
+        expected = torch.zeros(())
+        for k, net in enumerate(members):
+            td, gap = torch.zeros(()), torch.zeros(())
+            for i in range(5):
+                y = rew[i] + 0.99 * not_done[i] * min(q(t, nobs[i], next_action[i]) for t in targets)
+                q_data = q(net, obs[i], act[i])
+                terms = ([q(net, obs[i], rand[j, i]) - log_unif for j in range(n)]
+                         + [q(net, obs[i], nxt[j, i]) - nxt_logp[j, i] for j in range(n)]
+                         + [q(net, obs[i], cur[j, i]) - cur_logp[j, i] for j in range(n)])
+                td = td + (q_data - y.detach()) ** 2 / 5
+                gap = gap + (torch.logsumexp(torch.stack(terms), 0) - q_data) / 5
+            expected = expected + td + alpha_cql * gap
+            torch.testing.assert_close(parts["cql_gap"][k], gap, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-10)
+        grads = torch.autograd.grad(loss, list(algo.critic.parameters()))
+        ref_grads = torch.autograd.grad(expected, list(algo.critic.parameters()))
+        for g, r in zip(grads, ref_grads):
+            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-10)
+    finally:
+        torch.set_default_dtype(dtype)
+
+
 # ---------------------------------------------------------------------------------------------- AWAC
 def test_awac_advantage_weights_and_losses():
     algo = AWAC(OBS_SPACE, ACT_SPACE, hidden=SMALL, critic_lr=0.0, awac_lambda=0.25)

@@ -131,3 +131,31 @@ def test_graph_inputs_cover_the_policy_batch():
     torch.testing.assert_close(copy.policy_batch.obs, policy.obs)
     assert copy.policy_batch.obs.data_ptr() != policy.obs.data_ptr()
     assert _structure(main) != _structure(_batches(1, "cpu")[0])  # with vs without a policy batch
+
+
+@pytest.mark.parametrize("layernorm", [False, True])
+@pytest.mark.parametrize("stacked_input", [False, True])
+def test_ensemble_per_member_path_matches_batched(monkeypatch, layernorm, stacked_input):
+    """``EnsembleMLP.forward_per_member`` (one ``addmm`` chain per member and row chunk, taken for large
+    batches on the CPU) computes the same values and gradients as the batched ``baddbmm`` path, in float64."""
+    import rlkit.nets.mlp as mlp
+    from rlkit.nets.mlp import PER_MEMBER_ELEMENTS, EnsembleMLP
+
+    monkeypatch.setattr(mlp, "PER_MEMBER_CHUNK_ELEMENTS", 16 * 7)  # 7-row chunks: 40 rows -> 6 chunks
+    torch.manual_seed(0)
+    net = EnsembleMLP(6, (16, 12), 2, 3, layernorm=layernorm).double()
+    x = torch.randn(*((3,) if stacked_input else ()), 40, 6, dtype=torch.float64, requires_grad=True)
+    batched = torch.nn.Sequential.forward(net, x)
+    per_member = net.forward_per_member(x)
+    torch.testing.assert_close(per_member, batched)
+    inputs = [x, *net.parameters()]
+    for a, b in zip(torch.autograd.grad(batched.pow(2).sum(), inputs),
+                    torch.autograd.grad(per_member.pow(2).sum(), inputs)):
+        torch.testing.assert_close(a, b)
+    # the switch: only a batch past the threshold (E * rows * widest layer) takes the per-member path
+    calls = []
+    net.forward_per_member = lambda inp: calls.append(inp.shape[-2]) or EnsembleMLP.forward_per_member(net, inp)
+    big = torch.randn(PER_MEMBER_ELEMENTS // (3 * 16) + 1, 6, dtype=torch.float64)
+    torch.testing.assert_close(net(big), torch.nn.Sequential.forward(net, big))
+    net(x)
+    assert calls == [big.shape[0]]
