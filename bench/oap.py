@@ -10,7 +10,9 @@ Variants (each ``rlkit train`` in its own process; runs finished under ``--out``
                         (``algo.schedule=end``);
 * ``oap_unlimited``  -- OAP(∞): every row queried at every round (``algo.query_limit=null``);
 * ``oap_env_return`` -- OAP with simulator rollouts as the oracle (``algo.oracle=env_return``; the dataset's
-                        ``infos/qpos``/``qvel``).
+                        ``infos/qpos``/``qvel``);
+* ``oap_live``       -- a policy-preferred row targets the current ``π(s)`` instead of the labelling round's action
+                        (``algo.target=live``).
 
 Score: mean D4RL-normalised return over a run's last 3 evaluations (the paper: last 10); printed per variant with
 a 95% stratified-bootstrap CI over seeds, and the paired difference to ``td3bc``.  The data: ``--steps-data``
@@ -40,6 +42,7 @@ VARIANTS = {
     "oap_ft": ["algo=oap", "algo.schedule=end"],
     "oap_unlimited": ["algo=oap", "algo.query_limit=null"],
     "oap_env_return": ["algo=oap", "algo.oracle=env_return"],
+    "oap_live": ["algo=oap", "algo.target=live"],
 }
 
 

@@ -27,6 +27,19 @@ from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.optim import adam
 
 
+def discriminator_step(net: torch.nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor,
+                       skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam step of a skill discriminator ``q(z|x)`` on ``CE(q(x), z)`` for one-hot ``skill``; returns the
+    detached loss and accuracy (DIAYN, Eysenbach et al. 2019, Sec. 3.2; SMM's ``q(z|s)``)."""
+    logits = net(inputs)
+    target = skill.argmax(dim=1)
+    loss = F.cross_entropy(logits, target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), (logits.detach().argmax(dim=1) == target).float().mean()
+
+
 class DIAYN(DDPG):
     """DIAYN on the URLB DDPG backbone (module docstring)."""
 
@@ -56,14 +69,8 @@ class DIAYN(DDPG):
 
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the discriminator on ``CE(d(s'), z)``."""
-        logits = self.diayn(next_obs)
-        target = batch.skill.argmax(dim=1)
-        loss = F.cross_entropy(logits, target)
-        self.diayn_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.diayn_opt.step()
-        accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
-        return {"train/diayn_loss": loss.detach(), "train/diayn_accuracy": accuracy}
+        loss, accuracy = discriminator_step(self.diayn, self.diayn_opt, next_obs, batch.skill)
+        return {"train/diayn_loss": loss, "train/diayn_accuracy": accuracy}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,7 @@ from torch import nn
 
 from rlkit.algorithms.unsupervised.cic import mlp3
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
+from rlkit.algorithms.unsupervised.diayn import discriminator_step
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.errors import ConfigError
 from rlkit.optim import adam
@@ -193,14 +194,8 @@ class SMM(DDPG):
         self.vae_opt.zero_grad(set_to_none=True)
         vae_loss.backward()
         self.vae_opt.step()
-        logits = self.discriminator(obs)
-        target = batch.skill.argmax(dim=1)
-        pred_loss = F.cross_entropy(logits, target)
-        self.discriminator_opt.zero_grad(set_to_none=True)
-        pred_loss.backward()
-        self.discriminator_opt.step()
-        accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
-        return {"train/smm_vae_loss": vae_loss.detach(), "train/smm_pred_loss": pred_loss.detach(),
+        pred_loss, accuracy = discriminator_step(self.discriminator, self.discriminator_opt, obs, batch.skill)
+        return {"train/smm_vae_loss": vae_loss.detach(), "train/smm_pred_loss": pred_loss,
                 "train/smm_pred_accuracy": accuracy}
 
     @torch.no_grad()
