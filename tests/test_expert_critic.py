@@ -35,8 +35,8 @@ def test_fqe_with_zero_discount_regresses_the_reward(policies):
     """γ = 0: FQE's fixed point is ``E[r | s, a]``; hopper's reward is a smooth function of (s, a, s')."""
     from rlkit.data.expert_critic import collect, fit
 
-    expert, _, _ = policies
-    data = collect("hopper", 2_000, seed=1, num_envs=4)
+    expert, medium, _ = policies
+    data = collect("hopper", expert, medium, 2_000, seed=1, num_envs=4)
     assert data.sim_states is not None and data.size > 1_900
     torch.set_num_threads(1)
     fitted = fit(expert, data, 1_500, gamma=0.0, tau=1.0, lr=1e-3, seed=0, log_every=500)

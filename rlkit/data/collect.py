@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.data.dataset import Dataset
+from rlkit.data.dataset import SIM_STATE_KEYS, Dataset
 from rlkit.data.hdf5 import write_d4rl
 from rlkit.errors import ConfigError, DatasetError
 
@@ -131,7 +131,7 @@ def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> 
     rng = np.random.default_rng(seed)
     space = venv.single_action_space
     sims = [sim_data(env) for env in venv.envs]
-    keys = ROW_KEYS + (SIM_KEYS if all(d is not None for d in sims) else ())
+    keys = ROW_KEYS + (SIM_STATE_KEYS if all(d is not None for d in sims) else ())
     obs, _ = venv.reset(seed=seed)
     per_env: list[dict[str, list]] = [_empty(keys) for _ in range(num_envs)]
     out = _empty(keys)
@@ -169,7 +169,6 @@ def rollout(env_name: str, policy, steps: int, seed: int, num_envs: int = 8) -> 
 
 
 ROW_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-SIM_KEYS = ("qpos", "qvel")
 
 
 def _empty(keys: tuple[str, ...] = ROW_KEYS) -> dict[str, list]:
@@ -218,7 +217,8 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
         from rlkit.data.hdf5 import read_raw
 
         raws = [read_raw(p) for p in parts]
-        sim = tuple(f"infos/{k}" for k in SIM_KEYS) if all(f"infos/{k}" in r for r in raws for k in SIM_KEYS) else ()
+        sim = tuple(f"infos/{k}" for k in SIM_STATE_KEYS)
+        sim = sim if all(k in r for r in raws for k in sim) else ()
         arrays = {k.removeprefix("infos/"): np.concatenate([r[k] for r in raws]) for k in ROW_KEYS + sim}
         prov = {"policy": "medium + expert", "level": level, "parts": [p.name for p in parts]}
     else:
@@ -243,7 +243,7 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
         "episode_return_mean": float(rets.mean()), "episode_return_std": float(rets.std()),
         "episodes": int(len(rets)), **prov,
     }
-    infos = {k: arrays.pop(k) for k in SIM_KEYS if k in arrays}
+    infos = {k: arrays.pop(k) for k in SIM_STATE_KEYS if k in arrays}
     write_d4rl(out, **arrays, infos=infos or None,
                metadata={"algorithm": "rlkit-collect", "policy": str(prov["policy"])},
                provenance=provenance, compression="gzip")

@@ -83,12 +83,13 @@ def _policies(task: str) -> tuple[BehaviourPolicy, BehaviourPolicy, Any]:
     return expert, medium, space
 
 
-def collect(task: str, steps: int, seed: int = 0, num_envs: int = 8) -> Dataset:
+def collect(task: str, expert: BehaviourPolicy, medium: BehaviourPolicy, steps: int, seed: int = 0,
+            num_envs: int = 8) -> Dataset:
     """``steps`` transitions in the four mixture parts, with simulator states (see the module docstring)."""
-    expert, medium, space = _policies(task)
+    low, high = expert.algo._action_low, expert.algo._action_high
     parts = []
     for i, (p, sigma) in enumerate(MIXTURES):
-        policy = MixturePolicy(expert, medium, p, sigma, space.low, space.high, derive_seed(seed, f"fqe mix {i}"))
+        policy = MixturePolicy(expert, medium, p, sigma, low, high, derive_seed(seed, f"fqe mix {i}"))
         raw = rollout(task, policy, steps // len(MIXTURES), derive_seed(seed, f"fqe rollout {i}"), num_envs)
         raw = {("infos/" + k if k in ("qpos", "qvel") else k): v for k, v in raw.items()}
         parts.append(to_dataset(raw, {"mixture": [p, sigma]}))
@@ -195,7 +196,7 @@ def export(task: str, data_steps: int = 200_000, fqe_steps: int = 100_000, seed:
     critic, the format :func:`rlkit.algorithms.offline.oap.oracles.load_expert_oracle` reads)."""
     start = time.time()
     expert, medium, _ = _policies(task)
-    data = collect(task, data_steps, seed)
+    data = collect(task, expert, medium, data_steps, seed)
     fitted = fit(expert, data, fqe_steps, seed=seed)
     critic = {k: v.to(torch.float16) for k, v in fitted["critic"].items()}
     check = agreement(task, expert, medium, critic, seed=seed)
