@@ -19,34 +19,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
-from rlkit.algorithms.unsupervised.icm import forward_inverse_step
+from rlkit.algorithms.unsupervised.ddpg import DDPG
+from rlkit.algorithms.unsupervised.icm import ICMNetworks, forward_inverse_step
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.optim import adam
-
-
-class ICMRepresentation(nn.Module):
-    """APT's ICM with a trunk: ``phi``, forward model ``f`` and inverse model ``g`` (module docstring)."""
-
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, rep_dim: int) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(obs_dim, rep_dim), nn.LayerNorm(rep_dim), nn.Tanh())
-        self.forward_net = nn.Sequential(nn.Linear(rep_dim + action_dim, hidden_dim), nn.ReLU(),
-                                         nn.Linear(hidden_dim, rep_dim))
-        self.backward_net = nn.Sequential(nn.Linear(2 * rep_dim, hidden_dim), nn.ReLU(),
-                                          nn.Linear(hidden_dim, action_dim), nn.Tanh())
-        self.apply(orthogonal_init)
-
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and inverse errors ``(||phi(s') - f||, ||a - g||)``, each ``(B,)``."""
-        rep, next_rep = self.trunk(obs), self.trunk(next_obs)
-        forward_error = (next_rep - self.forward_net(torch.cat([rep, action], -1))).norm(dim=-1)
-        backward_error = (action - self.backward_net(torch.cat([rep, next_rep], -1))).norm(dim=-1)
-        return forward_error, backward_error
 
 
 class APT(DDPG):
@@ -60,7 +38,7 @@ class APT(DDPG):
         states_only("APT", ddpg_kwargs)
         super().__init__(observation_space, action_space, device, **ddpg_kwargs)
         self.knn_k, self.knn_avg, self.knn_clip = int(knn_k), bool(knn_avg), float(knn_clip)
-        self.icm = ICMRepresentation(self.obs_dim, self.action_dim, self.hidden_dim, int(rep_dim)).to(self.device)
+        self.icm = ICMNetworks(self.obs_dim, self.action_dim, self.hidden_dim, int(rep_dim)).to(self.device)
         self.icm_opt = adam(self.icm.parameters(), self.lr)
         self.reward_stats = RunningMeanVar(unbiased=True).to(self.device) if knn_rms else None
 

@@ -24,21 +24,28 @@ from rlkit.optim import adam
 
 
 class ICMNetworks(nn.Module):
-    """ICM's forward and inverse models on raw states (module docstring)."""
+    """ICM's forward and inverse models (module docstring) on ``phi(s)``: the raw state (``rep_dim=None``, ICM)
+    or a learned representation ``phi(s) = tanh(LayerNorm(W s + b))`` of width ``rep_dim`` (APT's ICM encoder)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, rep_dim: int | None = None) -> None:
         super().__init__()
-        self.forward_net = nn.Sequential(nn.Linear(obs_dim + action_dim, hidden_dim), nn.ReLU(),
-                                         nn.Linear(hidden_dim, obs_dim))
-        self.backward_net = nn.Sequential(nn.Linear(2 * obs_dim, hidden_dim), nn.ReLU(),
+        if rep_dim is None:
+            self.trunk: nn.Module = nn.Identity()
+            rep_dim = obs_dim
+        else:
+            self.trunk = nn.Sequential(nn.Linear(obs_dim, rep_dim), nn.LayerNorm(rep_dim), nn.Tanh())
+        self.forward_net = nn.Sequential(nn.Linear(rep_dim + action_dim, hidden_dim), nn.ReLU(),
+                                         nn.Linear(hidden_dim, rep_dim))
+        self.backward_net = nn.Sequential(nn.Linear(2 * rep_dim, hidden_dim), nn.ReLU(),
                                           nn.Linear(hidden_dim, action_dim), nn.Tanh())
         self.apply(orthogonal_init)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and inverse errors, each ``(B,)``."""
-        forward_error = (next_obs - self.forward_net(torch.cat([obs, action], -1))).norm(dim=-1)
-        backward_error = (action - self.backward_net(torch.cat([obs, next_obs], -1))).norm(dim=-1)
+        """Forward and inverse errors ``(||phi(s') - f(phi(s), a)||, ||a - g(phi(s), phi(s'))||)``, each ``(B,)``."""
+        rep, next_rep = self.trunk(obs), self.trunk(next_obs)
+        forward_error = (next_rep - self.forward_net(torch.cat([rep, action], -1))).norm(dim=-1)
+        backward_error = (action - self.backward_net(torch.cat([rep, next_rep], -1))).norm(dim=-1)
         return forward_error, backward_error
 
 
