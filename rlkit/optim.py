@@ -1,6 +1,6 @@
-"""Optimizer construction: Adam with the fastest implementation the device supports (fused kernels on
-CUDA and on CPU in recent PyTorch, else the multi-tensor ``foreach`` path), so no update pays a Python
-loop over parameters."""
+"""Optimizers: Adam with the fastest implementation the device supports (fused kernels on CUDA and on CPU in
+recent PyTorch, else the multi-tensor ``foreach`` path), so no update pays a Python loop over parameters; and
+:func:`step`, the one ``zero_grad; backward; step`` every algorithm's update uses."""
 
 from __future__ import annotations
 
@@ -29,3 +29,16 @@ def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float =
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+         params: Iterable[torch.Tensor] | None = None) -> None:
+    """``zero_grad; backward; step``.  With ``params`` the backward accumulates gradients into those
+    tensors only (e.g. the actor's, when the actor loss runs through a critic that has its own optimizer),
+    which skips the other networks' weight gradients."""
+    optimizer.zero_grad(set_to_none=True)
+    if params is None:
+        loss.backward()
+    else:
+        loss.backward(inputs=params if isinstance(params, list | tuple) else list(params))
+    optimizer.step()

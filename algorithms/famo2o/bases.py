@@ -32,10 +32,11 @@ import torch
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.famo2o.family import BalanceModel, Family
 from rlkit.algorithms.offline.awac import AWAC, EXP_ADV_MAX
-from rlkit.algorithms.offline.common import orthogonal_init_, step, weighted_mean
+from rlkit.algorithms.offline.common import orthogonal_init_, weighted_mean
 from rlkit.algorithms.offline.cql import CQL, CQLActor
 from rlkit.algorithms.offline.iql import ACTION_CLIP, IQL
 from rlkit.nets import polyak_update
+from rlkit.optim import step
 
 
 class FamilyMixin:

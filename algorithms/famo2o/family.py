@@ -27,10 +27,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rlkit.algorithms.offline.common import orthogonal_init_, step
+from rlkit.algorithms.offline.common import orthogonal_init_
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, TanhGaussian
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 MAPPINGS = ("paper", "released_cql")
 BALANCES = ("model", "random", "anneal")

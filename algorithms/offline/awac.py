@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, step, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, weighted_mean
 from rlkit.nets import MLP, QEnsemble, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 EXP_ADV_MAX = 100.0
 

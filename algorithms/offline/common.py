@@ -25,7 +25,7 @@ in that same space; :meth:`critic_input` maps raw observations and env-scale act
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -172,19 +172,6 @@ class OfflineActorCritic(ContinuousActionMixin, Algorithm):
     def act(self, obs: np.ndarray, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
         action = self.policy_action(self.obs_norm(self.as_tensor(obs)), deterministic)
         return self.to_env_action(action.clamp(-1.0, 1.0)), state
-
-
-def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-         params: Iterable[torch.Tensor] | None = None) -> None:
-    """``zero_grad; backward; step``.  With ``params`` the backward accumulates gradients into those
-    tensors only (e.g. the actor's, when the actor loss runs through a critic that has its own optimizer),
-    which skips the other networks' weight gradients."""
-    optimizer.zero_grad(set_to_none=True)
-    if params is None:
-        loss.backward()
-    else:
-        loss.backward(inputs=params if isinstance(params, list | tuple) else list(params))
-    optimizer.step()
 
 
 def cosine_lr_lambda(total_steps: int) -> Callable[[int], float]:

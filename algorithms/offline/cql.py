@@ -48,9 +48,9 @@ import torch
 from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, step, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, weighted_mean
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 class CQLActor(nn.Module):

@@ -41,12 +41,11 @@ from rlkit.algorithms.offline.common import (
     cosine_lr_lambda,
     gaussian_log_prob,
     orthogonal_init_,
-    step,
     weighted_mean,
 )
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 ACTION_CLIP = 1.0 - 1e-5
 EXP_ADV_MAX = 100.0

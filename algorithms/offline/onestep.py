@@ -49,12 +49,11 @@ from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
     gaussian_log_prob,
     policy_batch,
-    step,
     weighted_mean,
 )
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 EXP_ADV_MAX = 100.0
 STABLE_ACTION = 1.0 - 1e-4

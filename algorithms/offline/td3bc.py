@@ -35,11 +35,11 @@ from collections.abc import Sequence
 import torch
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, step, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, weighted_mean
 from rlkit.cuda_graph import GraphedUpdate, require_cuda
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 class TD3BC(OfflineActorCritic):

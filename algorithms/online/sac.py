@@ -24,7 +24,7 @@ import torch
 
 from rlkit.algorithm import Algorithm, ContinuousActionMixin, DiagnosticsCritic, UpdateResult, td_priorities
 from rlkit.nets import QEnsemble, TanhGaussianHead, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 class SAC(ContinuousActionMixin, Algorithm):
@@ -66,22 +66,16 @@ class SAC(ContinuousActionMixin, Algorithm):
             target = reward + self.gamma * not_done * next_q
         q = self.critic(obs, action)
         critic_loss = (batch.weights * (q - target).pow(2)).mean(-1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        step(self.critic_opt, critic_loss)
 
         new_action, logp = self.actor(obs).rsample_with_log_prob()
         q_pi = self.critic(obs, new_action).min(0).values
         actor_loss = (alpha * logp - q_pi).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+        step(self.actor_opt, actor_loss)
 
         if self.autotune:
             alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
+            step(self.alpha_opt, alpha_loss)
 
         polyak_update(self.critic, self.critic_target, self.tau)
         metrics = {

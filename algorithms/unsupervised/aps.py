@@ -39,7 +39,7 @@ from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.errors import ConfigError
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 TASK_REGRESSIONS = ("code", "least_squares")
 
@@ -162,9 +162,7 @@ class APS(DDPG):
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of ``f`` on ``-mean_B w^T phi(s')``."""
         loss = -(self.features(next_obs) * batch.skill).sum(-1).mean()
-        self.aps_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.aps_opt.step()
+        step(self.aps_opt, loss)
         return {"train/aps_loss": loss.detach()}
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ from torch import nn
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar, particle_entropy_reward
 from rlkit.errors import ConfigError
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -130,9 +130,7 @@ class CIC(DDPG):
             return {}
         query, key = self.cic(obs, next_obs, batch.skill)
         loss = cic_contrastive_loss(query, key, self.temperature).mean()
-        self.cic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.cic_opt.step()
+        step(self.cic_opt, loss)
         return {"train/cic_loss": loss.detach()}
 
     @torch.no_grad()

@@ -69,7 +69,7 @@ from rlkit.algorithm import (
 from rlkit.algorithms.unsupervised.knn_reward import CandidateQueue, RunningMeanVar
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.nets import polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 from rlkit.replay import transition_columns
 
 
@@ -419,13 +419,9 @@ class DDPG(ContinuousActionMixin, URLBAgent):
             self.critic_opt.step()
             self.actor_opt.step()
         else:  # URLB: critic first, then the actor against the updated critic
-            self.critic_opt.zero_grad(set_to_none=True)
-            critic_loss.backward()
-            self.critic_opt.step()
+            step(self.critic_opt, critic_loss)
             actor_loss = actor_loss_fn()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            step(self.actor_opt, actor_loss)
         if self.encoder_opt is not None and self.update_encoder:
             self.encoder_opt.step()
         if self.addon is not None:

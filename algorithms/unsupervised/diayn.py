@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from rlkit.algorithms.unsupervised.cic import mlp3
 from rlkit.algorithms.unsupervised.ddpg import DDPG
 from rlkit.algorithms.unsupervised.rnd import states_only
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 def discriminator_step(net: torch.nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor,
@@ -34,9 +34,7 @@ def discriminator_step(net: torch.nn.Module, opt: torch.optim.Optimizer, inputs:
     logits = net(inputs)
     target = skill.argmax(dim=1)
     loss = F.cross_entropy(logits, target)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    step(opt, loss)
     return loss.detach(), (logits.detach().argmax(dim=1) == target).float().mean()
 
 

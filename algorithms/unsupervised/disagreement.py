@@ -18,7 +18,7 @@ from torch import nn
 
 from rlkit.algorithms.unsupervised.ddpg import DDPG
 from rlkit.algorithms.unsupervised.rnd import states_only
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 class ForwardEnsemble(nn.Module):
@@ -52,9 +52,7 @@ class Disagreement(DDPG):
         """One Adam step of the ensemble on the mean forward error."""
         predictions = self.disagreement(obs, self.from_env_action(batch.action))
         loss = (next_obs.unsqueeze(0) - predictions).norm(dim=-1).mean()
-        self.disagreement_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.disagreement_opt.step()
+        step(self.disagreement_opt, loss)
         return {"train/disagreement_loss": loss.detach()}
 
     @torch.no_grad()

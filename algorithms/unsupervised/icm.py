@@ -20,7 +20,7 @@ from torch import nn
 
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.rnd import states_only
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 class ICMNetworks(nn.Module):
@@ -55,9 +55,7 @@ def forward_inverse_step(icm: nn.Module, optimizer: torch.optim.Optimizer, obs: 
     URLB's unit weights), for any module returning ``(forward_error, inverse_error)`` per row."""
     forward_error, backward_error = icm(obs, action, next_obs)
     loss = forward_error.mean() + backward_error.mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    step(optimizer, loss)
     return {"train/icm_loss": loss.detach()}
 
 

@@ -35,7 +35,7 @@ from rlkit.algorithms.unsupervised.knn_reward import CandidateQueue
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3) -> torch.Tensor:
@@ -112,9 +112,7 @@ class ProtoRL(DDPG):
             target = F.normalize(net.predictor_target(next_obs), dim=1)
             codes = sinkhorn_knopp(net.protos(target) / self.temperature, self.sinkhorn_iterations)
         loss = -(codes * log_p).sum(dim=1).mean()
-        self.proto_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.proto_opt.step()
+        step(self.proto_opt, loss)
         polyak_update(net.predictor, net.predictor_target, self.predictor_target_tau)
         return {"train/proto_loss": loss.detach()}
 

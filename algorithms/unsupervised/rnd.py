@@ -25,7 +25,7 @@ from torch import nn
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.knn_reward import RunningMeanVar
 from rlkit.errors import ConfigError
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 
 def states_only(name: str, kwargs: dict[str, Any]) -> None:
@@ -77,9 +77,7 @@ class RND(DDPG):
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the predictor on ``mean_B e(s_t)``."""
         loss = self.rnd(obs).mean()
-        self.rnd_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.rnd_opt.step()
+        step(self.rnd_opt, loss)
         return {"train/rnd_loss": loss.detach()}
 
     @torch.no_grad()

@@ -48,7 +48,7 @@ from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.diayn import discriminator_step
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.errors import ConfigError
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 
 FINETUNE_SKILLS = ("random", "search")
 DISCRIMINATOR_SIGNS = {"code": 1.0, "paper": -1.0}
@@ -191,9 +191,7 @@ class SMM(DDPG):
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the VAE on ``[s_t, z]`` and one of the discriminator on ``CE(d(s_t), z)``."""
         vae_loss, _ = self.vae.loss_and_error(torch.cat([obs, batch.skill], dim=1), self.vae_beta)
-        self.vae_opt.zero_grad(set_to_none=True)
-        vae_loss.backward()
-        self.vae_opt.step()
+        step(self.vae_opt, vae_loss)
         pred_loss, accuracy = discriminator_step(self.discriminator, self.discriminator_opt, obs, batch.skill)
         return {"train/smm_vae_loss": vae_loss.detach(), "train/smm_pred_loss": pred_loss,
                 "train/smm_pred_accuracy": accuracy}

@@ -42,7 +42,7 @@ from rlkit.algorithms.world_models.vcr import VCR, frozen
 from rlkit.algorithms.world_models.vcr_losses import action_value_consistency, check_switches
 from rlkit.errors import ConfigError
 from rlkit.nets import Augment, DrQEncoder, MLPTransition, QEnsemble, TanhGaussianHead, polyak_update
-from rlkit.optim import adam
+from rlkit.optim import adam, step
 from rlkit.replay import window_rows
 from rlkit.utils import derive_seed
 
@@ -197,9 +197,7 @@ class VCRContinuous(ContinuousActionMixin, VCR):
         else:  # DrQ alone (vcr_weight = 0 or prediction_depth = 0)
             vcr = critic_loss.new_zeros(len(window))
         total = critic_loss + self.vcr_weight * vcr.mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.critic_opt.step()
+        step(self.critic_opt, total)
         metrics: dict[str, Tensor | float] = {
             "train/critic_loss": critic_loss.detach(), "train/vcr_loss": vcr.detach().mean(),
             "train/q_mean": qs[0].detach().mean(), "train/alpha": alpha,
@@ -208,13 +206,9 @@ class VCRContinuous(ContinuousActionMixin, VCR):
             feat = features[0].detach()
             new_action, logp = self.actor(feat).rsample_with_log_prob()
             actor_loss = (alpha * logp - self.critic(feat, new_action).min(0).values).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            step(self.actor_opt, actor_loss)
             alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
+            step(self.alpha_opt, alpha_loss)
             metrics["train/actor_loss"] = actor_loss.detach()
             metrics["train/entropy"] = -logp.detach().mean()
         if self.updates % self.target_every == 0:

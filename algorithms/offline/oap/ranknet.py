@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rlkit.optim import step
+
 
 class RankNet(nn.Module):
     """``f_r(s, a)``: Linear-ReLU-Dropout blocks and a scalar head."""
@@ -60,9 +62,7 @@ def train_ranknet(net: RankNet, optimizer: torch.optim.Optimizer, obs: torch.Ten
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             loss = ranknet_loss(net, obs[idx], data_action[idx], policy_action[idx], policy_preferred[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(optimizer, loss)
             total = total + loss.detach() * idx.numel()
         last = total / n
     accuracy = (prefers_policy(net, obs, data_action, policy_action) == policy_preferred).float().mean()
