@@ -12,7 +12,11 @@ import importlib
 from bench.fidelity.core import Adapter
 
 #: --ref name -> "module:Class" (modules under bench.fidelity)
-ADAPTERS: dict[str, str] = {}
+ADAPTERS: dict[str, str] = {
+    "siamese": "siamese:SiameseAdapter",
+    "slide": "slide:SlideAdapter",
+    "storm": "storm:StormAdapter",
+}
 
 
 def adapter_class(name: str) -> type[Adapter]:
