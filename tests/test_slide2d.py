@@ -62,3 +62,41 @@ def test_block_gradients_and_bad_sizes():
     assert x.grad is not None and blk.attn.deform.grad is not None and blk.attn.deform.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="multiple of heads"):
         SlideAttention2d(10, heads=3)
+
+
+def released_neighbourhood_attention(m: SlideAttention2d, x):
+    """The released SlideAttention (slide_swin.py) as explicit loops: the deformed neighbour j of every
+    channel plus both conv biases (border neighbours included), and the bias table added to the keys."""
+    N, C, H, W = x.shape
+    h, d, ks = m.heads, m.head_dim, m.ks
+    n, r = ks * ks, ks // 2
+    q, k, v = (t.reshape(N, h, d, H, W) for t in m.qkv(x).chunk(3, dim=1))
+    kp, vp = F.pad(k, (r, r, r, r)), F.pad(v, (r, r, r, r))
+    deform = m.deform.view(d, n, ks, ks).reshape(d, n, n)
+    conv_bias = (m.shift_bias + m.deform_bias).view(d, n)
+    out = torch.zeros(N, h, d, H, W, dtype=x.dtype)
+    for i in range(H):
+        for j in range(W):
+            kwin = kp[..., i : i + ks, j : j + ks].reshape(N, h, d, n)
+            vwin = vp[..., i : i + ks, j : j + ks].reshape(N, h, d, n)
+            kwin = kwin + torch.einsum("nhca,cja->nhcj", kwin, deform) + conv_bias
+            vwin = vwin + torch.einsum("nhca,cja->nhcj", vwin, deform) + conv_bias
+            s = torch.einsum("nhc,nhcj->nhj", q[..., i, j] * d**-0.5, kwin + m.bias[None, :, None, :])
+            out[..., i, j] = torch.einsum("nhj,nhcj->nhc", s.softmax(-1), vwin)
+    return m.proj(out.reshape(N, C, H, W))
+
+
+def test_released_form_matches_its_loops_and_adds_the_mlp_sublayer():
+    torch.manual_seed(2)
+    m = SlideAttention2d(8, heads=2, form="released").double()
+    with torch.no_grad():
+        for p in (m.bias, m.deform, m.shift_bias, m.deform_bias):
+            p.normal_(0, 0.3)
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(x), released_neighbourhood_attention(m, x), atol=1e-12, rtol=1e-12)
+    m(x).square().sum().backward()  # two conv biases that always add: the same gradient each
+    torch.testing.assert_close(m.shift_bias.grad, m.deform_bias.grad)
+    ours, released = SlideBlock2d(8, heads=2), SlideBlock2d(8, heads=2, form="released")
+    assert ours.mlp is None and released.mlp[0].out_features == 32
+    with pytest.raises(ConfigError, match="form='swin'"):
+        SlideAttention2d(8, heads=2, form="swin")

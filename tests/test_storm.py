@@ -440,6 +440,8 @@ def test_bad_inputs_raise_config_errors():
         STORM(obs_space, act_space, **{**SMALL, "encoder_attention": "swin"})
     with pytest.raises(ConfigError, match="encoder_attention_stage=2 must name one of the 2 encoder stages"):
         STORM(obs_space, act_space, **{**SMALL, "encoder_attention": "slide", "encoder_attention_stage": 2})
+    with pytest.raises(ConfigError, match="encoder_slide_form='swin'"):
+        STORM(obs_space, act_space, **{**SMALL, "encoder_attention": "slide", "encoder_slide_form": "swin"})
     with pytest.raises(ConfigError, match="window=40 is invalid; it exceeds the cache capacity 32"):
         STORM(obs_space, act_space, **{**SMALL, "transformer": {**SMALL["transformer"], "attention": "slide",
                                                                 "window": 40}})

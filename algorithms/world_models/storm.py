@@ -116,6 +116,7 @@ class STORM(Algorithm):
         encoder_channels: Sequence[int] = (32, 64, 128, 256),
         encoder_attention: str = "none",
         encoder_attention_stage: int = 1,
+        encoder_slide_form: str = "ours",
         latent_vars: int = 32,
         latent_classes: int = 32,
         unimix: float = 0.01,
@@ -174,6 +175,7 @@ class STORM(Algorithm):
             latent_vars=latent_vars, latent_classes=latent_classes, unimix=unimix, head_hidden=head_hidden,
             head_layers=head_layers, reward_bins=reward_bins, reward_low=reward_low, reward_high=reward_high,
             transformer=tcfg, encoder_attention=encoder_attention, encoder_attention_stage=encoder_attention_stage,
+            encoder_slide_form=encoder_slide_form,
         )
         self._check_lengths(tcfg.max_len, wm_seq_len, imagine_context + imagine_horizon, act_context)
         if free_bits_mode not in FREE_BITS_MODES:

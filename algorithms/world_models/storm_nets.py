@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from rlkit.errors import ConfigError
 from rlkit.nets.heads import TwoHotSymlog, straight_through_sample, unimix_logits
-from rlkit.nets.slide2d import SlideBlock2d
+from rlkit.nets.slide2d import SLIDE_FORMS, SlideBlock2d
 from rlkit.nets.transformer import CausalTransformer, TransformerConfig, TransformerState
 
 
@@ -54,10 +54,12 @@ class ConvEncoder(nn.Module):
     """[Conv 4x4/2/1 no bias, BatchNorm, ReLU] per entry of ``channels``; [N, C, S, S] -> [N, features].
 
     ``attention='slide'``: a 2-D Slide Attention block (Pan et al. 2023; :class:`SlideBlock2d`, 3x3
-    neighbourhood, one head per 32 channels) after conv stage ``attention_stage`` (0-based)."""
+    neighbourhood, one head per 32 channels) after conv stage ``attention_stage`` (0-based); ``slide_form``
+    'ours' (attention sublayer only) or 'released' (the authors' Slide-Swin block, see :mod:`rlkit.nets.slide2d`)."""
 
     def __init__(
-        self, in_channels: int, channels: Sequence[int], attention: str = "none", attention_stage: int = 1
+        self, in_channels: int, channels: Sequence[int], attention: str = "none", attention_stage: int = 1,
+        slide_form: str = "ours",
     ) -> None:
         super().__init__()
         mods: list[nn.Module] = []
@@ -66,7 +68,7 @@ class ConvEncoder(nn.Module):
             mods += [nn.Conv2d(prev, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
             if attention == "slide" and i == attention_stage:
                 heads = max(1, c // 32)
-                mods.append(SlideBlock2d(c, heads=heads if c % heads == 0 else 1))
+                mods.append(SlideBlock2d(c, heads=heads if c % heads == 0 else 1, form=slide_form))
             prev = c
         self.net = nn.Sequential(*mods)
 
@@ -111,12 +113,15 @@ class WorldModelConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     encoder_attention: str = "none"
     encoder_attention_stage: int = 1
+    encoder_slide_form: str = "ours"
 
     def __post_init__(self) -> None:
         h, w, _ = self.obs_shape
         n = len(self.encoder_channels)
         if self.encoder_attention not in ENCODER_ATTENTIONS:
             raise ConfigError(f"algo.encoder_attention={self.encoder_attention!r}; use one of {ENCODER_ATTENTIONS}")
+        if self.encoder_slide_form not in SLIDE_FORMS:
+            raise ConfigError(f"algo.encoder_slide_form={self.encoder_slide_form!r}; use one of {SLIDE_FORMS}")
         if self.encoder_attention != "none" and not 0 <= self.encoder_attention_stage < n:
             raise ConfigError(f"algo.encoder_attention_stage={self.encoder_attention_stage} must name one of the "
                               f"{n} encoder stages (0..{n - 1})")
@@ -148,7 +153,8 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         c = cfg.obs_shape[2]
         d = cfg.transformer.d_model
-        self.encoder = ConvEncoder(c, cfg.encoder_channels, cfg.encoder_attention, cfg.encoder_attention_stage)
+        self.encoder = ConvEncoder(c, cfg.encoder_channels, cfg.encoder_attention, cfg.encoder_attention_stage,
+                                   cfg.encoder_slide_form)
         features = cfg.encoder_channels[-1] * cfg.feature_size**2
         self.posterior_head = nn.Linear(features, cfg.latent_dim)
         self.decoder = ConvDecoder(cfg.latent_dim, c, cfg.encoder_channels, cfg.feature_size)
