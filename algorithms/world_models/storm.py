@@ -86,7 +86,7 @@ from rlkit.algorithms.world_models.storm_losses import (
 from rlkit.algorithms.world_models.storm_nets import ActorCritic, WorldModel, WorldModelConfig
 from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update
-from rlkit.nets.heads import TwoHotSymlog, sample_categorical
+from rlkit.nets.heads import TwoHotSymlog, full_precision, sample_categorical
 from rlkit.nets.transformer import TransformerConfig
 from rlkit.optim import adam
 from rlkit.replay.samplers import SequenceSampler
@@ -290,19 +290,20 @@ class STORM(Algorithm):
         """World-model loss terms (STORM's released code) on [B, T] sequences (world model in its current mode)."""
         wm, w = self.world_model, self.loss_weights
         obs, action = batch["obs"], batch["action"].long()
-        done = batch["terminated"].float()
+        dtype = wm.posterior_head.weight.dtype  # float32 (float64 for a float64 model)
+        done = batch["terminated"].to(dtype)
         if self.life_loss_terminal and "life_loss" in batch:
-            done = torch.maximum(done, batch["life_loss"].float())
+            done = torch.maximum(done, batch["life_loss"].to(dtype))
         with self._autocast():
             post = wm.posterior_logits(obs)                         # [B, T, K, C]
             z = wm.sample(post)                                     # [B, T, K*C]
             obs_hat = wm.decode(z)                                  # [B, T, C, H, W]
             h = wm.sequence(z, action)                              # [B, T, d]
             prior = wm.prior_logits(h)
-            target = obs.permute(0, 1, 4, 2, 3).float().div_(255.0)
+            target = obs.permute(0, 1, 4, 2, 3).to(dtype).div_(255.0)
             rec = reconstruction_loss(obs_hat, target)
             rew = wm.two_hot.loss(wm.reward_logits(h), batch["reward"]).mean()
-            term = F.binary_cross_entropy_with_logits(wm.termination_logit(h).float(), done)
+            term = F.binary_cross_entropy_with_logits(full_precision(wm.termination_logit(h)), done)
             dyn, rep, kl = kl_balance(post, prior, self.free_bits, self.free_bits_mode)
         total = (w["reconstruction"] * rec + w["reward"] * rew + w["termination"] * term
                  + w["dynamics"] * dyn + w["representation"] * rep)
@@ -336,10 +337,11 @@ class STORM(Algorithm):
             wm.eval()
         action = action.long()
         B, C = action.shape
-        states = torch.empty(B, horizon + 1, self.wm_cfg.state_dim, device=obs.device)
+        dtype = wm.posterior_head.weight.dtype  # float32 (float64 for a float64 model)
+        states = torch.empty(B, horizon + 1, self.wm_cfg.state_dim, device=obs.device, dtype=dtype)
         actions = torch.empty(B, horizon, dtype=torch.long, device=obs.device)
-        rewards = torch.empty(B, horizon, device=obs.device)
-        continues = torch.empty(B, horizon, device=obs.device)
+        rewards = torch.empty(B, horizon, device=obs.device, dtype=dtype)
+        continues = torch.empty(B, horizon, device=obs.device, dtype=dtype)
         with self._autocast():
             z_ctx = wm.sample(wm.posterior_logits(obs))
             if use_cache:
@@ -347,7 +349,7 @@ class STORM(Algorithm):
             else:
                 history = wm.tokens(z_ctx, action)
                 h_ctx = wm.transformer(history)
-            h = h_ctx[:, -1].float()
+            h = full_precision(h_ctx[:, -1])
             z = wm.sample(wm.prior_logits(h))
             for i in range(horizon):
                 s = torch.cat([z, h], dim=-1)
@@ -359,9 +361,9 @@ class STORM(Algorithm):
                 else:
                     history = torch.cat([history, wm.tokens(z, a)[:, None]], dim=1)
                     h = wm.transformer(history)[:, -1]
-                h = h.float()
+                h = full_precision(h)
                 rewards[:, i] = wm.reward(h)
-                logit = wm.termination_logit(h).float()
+                logit = full_precision(wm.termination_logit(h))
                 continues[:, i] = (logit <= 0).float() if self.hard_termination else torch.sigmoid(-logit)
                 z = wm.sample(wm.prior_logits(h))
             states[:, horizon] = torch.cat([z, h], dim=-1)
@@ -372,10 +374,10 @@ class STORM(Algorithm):
         """Actor-critic losses (STORM's released code) on an imagined batch (updates the return-scale EMAs)."""
         ac = self.actor_critic
         with self._autocast():
-            logits = ac.actor(states[:, :-1]).float()
-            critic_logits = ac.critic(states).float()
+            logits = full_precision(ac.actor(states[:, :-1]))
+            critic_logits = full_precision(ac.critic(states))
             with torch.no_grad():
-                slow_logits = self.slow_critic(states).float()
+                slow_logits = full_precision(self.slow_critic(states))
         log_probs = F.log_softmax(logits, dim=-1)
         log_prob = log_probs.gather(-1, actions[..., None])[..., 0]
         entropy = -(log_probs.exp() * log_probs).sum(-1)
@@ -443,12 +445,12 @@ class STORM(Algorithm):
                 continue
             with self._autocast():
                 z_ctx = wm.sample(wm.posterior_logits(state["obs"][rows, L - length:]))
-                h = wm.sequence(z_ctx, state["action"][rows, L - length:])[:, -1].float()
+                h = full_precision(wm.sequence(z_ctx, state["action"][rows, L - length:])[:, -1])
                 if self.act_on_posterior:
                     z = wm.sample(wm.posterior_logits(frames[rows]))
                 else:
                     z = wm.sample(wm.prior_logits(h))
-                logits = actor(torch.cat([z, h], dim=-1)).float()
+                logits = full_precision(actor(torch.cat([z, h], dim=-1)))
             actions[rows] = logits.argmax(-1) if deterministic else sample_categorical(logits)
         new_state = {
             "obs": torch.cat([state["obs"][:, 1:], frames[:, None]], dim=1),

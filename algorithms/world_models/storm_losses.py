@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlkit.nets.heads import categorical_kl
+from rlkit.nets.heads import categorical_kl, full_precision
 
 FREE_BITS_MODES = ("batch_mean", "per_step")
 BOOTSTRAP_MODES = ("t", "t+1")
@@ -36,7 +36,7 @@ BOOTSTRAP_MODES = ("t", "t+1")
 
 def reconstruction_loss(obs_hat: Tensor, obs: Tensor) -> Tensor:
     """Squared error summed over the last three (pixel) axes, mean over the rest."""
-    return (obs_hat.float() - obs.float()).pow(2).sum((-3, -2, -1)).mean()
+    return (full_precision(obs_hat) - full_precision(obs)).pow(2).sum((-3, -2, -1)).mean()
 
 
 def kl_balance(post_logits: Tensor, prior_logits: Tensor, free_bits: float = 1.0,
@@ -75,7 +75,7 @@ def lambda_returns(rewards: Tensor, values: Tensor, continues: Tensor, gamma: fl
 
 def percentile(x: Tensor, p: float) -> Tensor:
     """The ``k``-th smallest element of ``x`` with ``k = max(1, floor(p N))`` (1-based)."""
-    flat = x.reshape(-1).float()
+    flat = full_precision(x.reshape(-1))
     k = max(1, int(p * flat.numel()))
     return flat.kthvalue(k).values
 

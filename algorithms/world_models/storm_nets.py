@@ -174,9 +174,10 @@ class WorldModel(nn.Module):
         return unimix_logits(raw.view(*raw.shape[:-1], cfg.latent_vars, cfg.latent_classes), cfg.unimix)
 
     def posterior_logits(self, obs: Tensor) -> Tensor:
-        """uint8 frames [..., H, W, C] -> unimixed posterior logits [..., K, C] (float32)."""
+        """uint8 frames [..., H, W, C] -> unimixed posterior logits [..., K, C] (float32; float64 for a
+        float64 model)."""
         lead = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)
+        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).to(self.posterior_head.weight.dtype).div_(255.0)
         return self._latent_logits(self.posterior_head(self.encoder(x)).view(*lead, -1))
 
     def prior_logits(self, h: Tensor) -> Tensor:

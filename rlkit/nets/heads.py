@@ -16,6 +16,8 @@ Straight-through categorical (DreamerV3 "unimix"; STORM's latent), over the last
   the one-hot sample and the gradient is that of ``p`` (Bengio et al. 2013);
 * ``categorical_kl(q, p) = sum_c q_c (log q_c - log p_c)`` per variable;
 * ``sample_categorical(l)``: indices by Gumbel-max, ``argmax(l - log(-log u))``, ``u ~ U(0, 1)``.
+
+Everything here computes in float32 (bfloat16 inputs are promoted) or in float64 for float64 inputs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "full_precision",
     "symlog",
     "symexp",
     "TwoHotSymlog",
@@ -33,6 +36,13 @@ __all__ = [
     "sample_categorical",
     "categorical_kl",
 ]
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` as float32, or unchanged when it is float64: the bfloat16 outputs of an autocast region (and integer
+    inputs) go to float32 for the losses and distributions, and a model run in float64 (the fidelity checks in
+    ``bench/fidelity``) stays in float64."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -60,7 +70,7 @@ class TwoHotSymlog(nn.Module):
 
     def _position(self, target: Tensor) -> tuple[Tensor, Tensor]:
         """Lower bin index ``k`` (int64) and upper weight ``w_{k+1}`` of ``twohot(target)``."""
-        y = symlog(target.float()).clamp(self.low, self.high)
+        y = symlog(full_precision(target)).clamp(self.low, self.high)
         pos = (y - self.low) * ((self.num_bins - 1) / (self.high - self.low))
         lower = pos.floor().clamp(0, self.num_bins - 2)
         return lower.long(), pos - lower
@@ -75,7 +85,7 @@ class TwoHotSymlog(nn.Module):
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Per-element cross-entropy ``-twohot(symlog(target))^T log softmax(logits)`` (no reduction)."""
-        logp = F.log_softmax(logits.float(), dim=-1)
+        logp = F.log_softmax(full_precision(logits), dim=-1)
         lower, w = self._position(target)
         lo = logp.gather(-1, lower[..., None])[..., 0]
         hi = logp.gather(-1, (lower + 1)[..., None])[..., 0]
@@ -83,7 +93,8 @@ class TwoHotSymlog(nn.Module):
 
     def decode(self, logits: Tensor) -> Tensor:
         """``symexp(softmax(logits)^T bins)`` (float32)."""
-        return symexp(F.softmax(logits.float(), dim=-1) @ self.bins)
+        probs = F.softmax(full_precision(logits), dim=-1)
+        return symexp(probs @ self.bins.to(probs.dtype))
 
     def extra_repr(self) -> str:
         return f"num_bins={self.num_bins}, low={self.low}, high={self.high}"
@@ -92,15 +103,15 @@ class TwoHotSymlog(nn.Module):
 def unimix_logits(logits: Tensor, mix: float = 0.01) -> Tensor:
     """``log((1 - mix) softmax(logits) + mix / C)`` over the last axis (``mix = 0``: log-softmax)."""
     if mix <= 0:
-        return F.log_softmax(logits.float(), dim=-1)
-    probs = (1.0 - mix) * F.softmax(logits.float(), dim=-1) + mix / logits.shape[-1]
+        return F.log_softmax(full_precision(logits), dim=-1)
+    probs = (1.0 - mix) * F.softmax(full_precision(logits), dim=-1) + mix / logits.shape[-1]
     return torch.log(probs)
 
 
 def sample_categorical(logits: Tensor) -> Tensor:
     """Indices drawn from ``Categorical(softmax(logits))`` over the last axis, by Gumbel-max:
     ``argmax(l + g)``, ``g = -log(-log u)``, ``u ~ U(0, 1)`` (exact and vectorised)."""
-    logits = logits.float()
+    logits = full_precision(logits)
     u = torch.rand_like(logits).clamp_(min=torch.finfo(logits.dtype).tiny)
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
@@ -108,7 +119,7 @@ def sample_categorical(logits: Tensor) -> Tensor:
 def straight_through_sample(logits: Tensor) -> Tensor:
     """One-hot sample of ``Categorical(logits)`` (last axis) with the straight-through gradient of the
     probabilities: ``onehot + p - sg(p)``."""
-    logits = logits.float()
+    logits = full_precision(logits)
     probs = F.softmax(logits, dim=-1)
     index = sample_categorical(logits)
     onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
@@ -117,6 +128,6 @@ def straight_through_sample(logits: Tensor) -> Tensor:
 
 def categorical_kl(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     """``KL(q || p) = sum_c q_c (log q_c - log p_c)`` over the last axis (normalised log-probs inside)."""
-    log_q = F.log_softmax(q_logits.float(), dim=-1)
-    log_p = F.log_softmax(p_logits.float(), dim=-1)
+    log_q = F.log_softmax(full_precision(q_logits), dim=-1)
+    log_p = F.log_softmax(full_precision(p_logits), dim=-1)
     return (log_q.exp() * (log_q - log_p)).sum(-1)
