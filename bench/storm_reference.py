@@ -15,8 +15,9 @@ warm-up call (CPU time of the process on the CPU, so that other tenants of share
 clock on CUDA); the ratio ``reference time / rlkit time`` is taken per round and its median printed.
 
 The reference hard-codes ``device="cuda"``; on CPU this script maps those allocations to the CPU
-(``torch.zeros(..., device="cuda")`` and ``Tensor.cuda()`` inside the reference's modules only) and stubs
-its logging-only imports (tensorboardX, yacs) when they are not installed.  The reference's context images
+(``torch.zeros(..., device="cuda")`` inside the reference's modules, ``Tensor.cuda()`` while it runs) and stubs
+its logging-only imports (tensorboardX, yacs) when they are not installed, as the fidelity check does
+(:func:`bench.fidelity.storm.import_storm_reference`).  The reference's context images
 are handed over as float ``(B, T, C, H, W)`` in [0, 1] (what its replay buffer returns); rlkit's as uint8
 ``(B, T, H, W, C)`` (what rlkit's buffer stores), so rlkit pays the conversion inside the timed call.
 """
@@ -30,10 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.fidelity
+from bench.fidelity.storm import cuda_calls_to, import_storm_reference, reference_fp32  # noqa: E402
 
 WM_BATCH, WM_LEN, IM_BATCH, IM_CTX, IM_HORIZON, ACTIONS = 4, 64, 128, 8, 16, 6
 FIGURES = ("world_model_update", "imagination", "imagination_actor_critic")
@@ -83,53 +86,18 @@ def rlkit_side(device: torch.device, repeats: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------- reference
-def _import_reference(ref: Path, device: torch.device):
-    """Import the reference's modules with its hard-coded CUDA allocations mapped to ``device``."""
-    for name in ("tensorboardX", "yacs", "yacs.config"):  # logging/config only, unused here
-        try:
-            __import__(name)
-        except ImportError:
-            stub = types.ModuleType(name)
-            stub.SummaryWriter = object
-            stub.CfgNode = dict
-            sys.modules[name] = stub
-    sys.path.insert(0, str(ref))
-    import agents
-    from sub_models import transformer_model, world_models
-
-    if device.type != "cuda":
-        class _Torch(types.ModuleType):
-            """``torch`` as the reference sees it: ``device="cuda"`` allocations land on ``device``."""
-
-            def __getattr__(self, name):
-                return getattr(torch, name)
-
-            def zeros(self, *args, **kwargs):
-                if kwargs.get("device") == "cuda":
-                    kwargs["device"] = device
-                return torch.zeros(*args, **kwargs)
-
-        shim = _Torch("torch")
-        for module in (agents, transformer_model, world_models):
-            module.torch = shim
-        torch.Tensor.cuda = lambda self, *a, **k: self.to(device)  # this worker process only
-    return agents, world_models
-
-
 def reference_side(ref: Path, device: torch.device, repeats: int) -> dict[str, float]:
     import warnings
 
     warnings.filterwarnings("ignore")
-    agents, world_models = _import_reference(ref, device)
+    modules = import_storm_reference(ref, device)
+    agents, world_models = modules["agents"], modules["sub_models.world_models"]
     wm = world_models.WorldModel(in_channels=3, action_dim=ACTIONS, transformer_max_length=64,
                                  transformer_hidden_dim=512, transformer_num_layers=2,
                                  transformer_num_heads=8).to(device)
     agent = agents.ActorCriticAgent(feat_dim=32 * 32 + 512, num_layers=2, hidden_dim=512, action_dim=ACTIONS,
                                     gamma=0.985, lambd=0.95, entropy_coef=3e-4).to(device)
-    for module in (wm, agent):  # fp32: no bfloat16 autocast, no loss scaling
-        module.use_amp = False
-        module.tensor_dtype = torch.float32
-        module.scaler = torch.amp.GradScaler(device.type, enabled=False)
+    reference_fp32(wm, agent)  # fp32: no bfloat16 autocast, no loss scaling
     g = torch.Generator(device="cpu").manual_seed(0)
     obs = torch.rand(WM_BATCH, WM_LEN, 3, 64, 64, generator=g).to(device)
     action = torch.randint(0, ACTIONS, (WM_BATCH, WM_LEN), generator=g).to(device)
@@ -149,9 +117,10 @@ def reference_side(ref: Path, device: torch.device, repeats: int) -> dict[str, f
         latent, act, rew, done = imagine()
         agent.update(latent=latent, action=act, old_logprob=None, old_value=None, reward=rew, termination=done)
 
-    return {"world_model_update": timed(lambda: wm.update(obs, action, reward, term), repeats, device),
-            "imagination": timed(imagine, repeats, device),
-            "imagination_actor_critic": timed(imagine_and_update, repeats, device)}
+    with cuda_calls_to(device):
+        return {"world_model_update": timed(lambda: wm.update(obs, action, reward, term), repeats, device),
+                "imagination": timed(imagine, repeats, device),
+                "imagination_actor_critic": timed(imagine_and_update, repeats, device)}
 
 
 # ------------------------------------------------------------------------------------------- driver
