@@ -27,6 +27,7 @@ from rlkit.errors import ConfigError
 from rlkit.nets.heads import (
     TwoHotSymlog,
     categorical_kl,
+    full_precision,
     sample_categorical,
     straight_through_sample,
     symexp,
@@ -395,6 +396,29 @@ def test_bf16_autocast_update_runs():
     assert algo.use_bf16
     metrics = algo.update({"wm": random_sequences(algo, 2, 8), "ctx": random_sequences(algo, 8, 4)}).metrics
     assert all(torch.isfinite(v).all() for v in metrics.values())
+
+
+def test_a_float64_model_computes_in_float64():
+    """bf16 autocast outputs are promoted to float32 for the losses, but a float64 model (the fidelity checks
+    against the authors' code) keeps every loss, imagined tensor and return in float64."""
+    assert full_precision(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.float32
+    assert full_precision(torch.ones(2, dtype=torch.uint8)).dtype == torch.float32
+    assert full_precision(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        algo = small_storm(precision="fp32")
+        batch = random_sequences(algo, 2, 8)
+        batch["reward"] = batch["reward"].double()
+        losses = algo.world_model_losses(batch)
+        ctx = random_sequences(algo, 8, 4)
+        imagined = algo.imagine(ctx["obs"], ctx["action"])
+        agent = algo.agent_losses(*imagined)
+    finally:
+        torch.set_default_dtype(before)
+    assert all(v.dtype == torch.float64 for v in losses.values())
+    assert [t.dtype for t in imagined] == [torch.float64, torch.long, torch.float64, torch.float64]
+    assert all(v.dtype == torch.float64 for v in agent.values())
 
 
 # --------------------------------------------------------------------------- acting
