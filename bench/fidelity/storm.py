@@ -18,6 +18,13 @@ Precision: both sides in float64.  The released code runs bfloat16 autocast with
 (``use_amp = True``), which is rlkit's ``precision=auto`` on CUDA; here the reference's ``use_amp`` is off, its
 ``tensor_dtype`` float64 and its scaler disabled, so its fp32 path runs in float64.  Its ``calc_lambda_return``
 writes the returns into a float32 buffer by default (argument ``dtype``): the check passes ``dtype=float64``.
+The bf16 path is not compared (it needs CUDA, and bf16 rounding is far above the tolerance).  By reading,
+rlkit's bf16 path (``precision=auto`` on CUDA) differs from the released one in one place: the reference
+decodes the critic's and slow critic's values inside its autocast region (``agents.py``:
+``symlog_twohot_loss.decode`` under ``torch.autocast``), so ``softmax(logits) @ bins`` runs in bfloat16 and
+the lambda-returns and advantages see values rounded to bfloat16; rlkit decodes them in float32.  Its bf16
+imagination buffers (``init_imagine_buffer``) round the hidden states, which the agent's first Linear casts to
+bfloat16 anyway; its GradScaler only skips steps with non-finite gradients.
 The reference hard-codes ``device="cuda"`` (buffers, the KV cache, ``torch.ones(1).cuda()``):
 :func:`import_storm_reference` maps those to the CPU (shared with ``bench/storm_reference.py``).
 
