@@ -11,7 +11,10 @@ actor-critic's clipped gradients and the updated actor, critic and slow critic.
 Same configuration on both sides: the released model at a smaller transformer width (64 frames 64x64x3, the
 fixed 32-256 channel encoder/decoder and 32x32 latent; 2 layers, 4 heads, d_model 64, FFN 128; heads and
 agent 64 wide), the released optimizers, loss weights, free bits, gamma, lambda, entropy and EMA settings;
-batches of 2 x 8 world-model steps and 4 contexts of 4 steps imagined 8 steps ahead.  Dropout off (the
+batches of 2 x 8 world-model steps and 4 contexts of 4 steps imagined 8 steps ahead.  rlkit's reward head's
+output weights are scaled by 4 before the copy, so that imagined rewards spread (std ~15) and the return scale
+S = max(1, EMA(P95) - EMA(P5)) leaves its floor from update 2 on (at PyTorch's init it stays 1 throughout);
+about 1 in 10 imagined steps terminates and every action is drawn.  Dropout off (the
 reference's 0.1 is hard-coded: its ``nn.Dropout`` modules are set to p = 0).
 
 Precision: both sides in float64.  The released code runs bfloat16 autocast with a GradScaler on CUDA
@@ -237,6 +240,8 @@ class StormAdapter(Adapter):
         self.agents.calc_lambda_return = theirs_returns
 
     def transplant(self) -> None:
+        with torch.no_grad():  # imagined rewards with spread (std ~15): the return scale leaves its floor of 1
+            self.algo.world_model.reward_head[-1].weight.mul_(4.0)
         ours, theirs = self.algo.world_model.state_dict(), self.wm.state_dict()
         self.wm_names = {name: _wm_name(name) for name in ours}
         missing = set(theirs) - set(self.wm_names.values())
