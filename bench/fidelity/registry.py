@@ -13,6 +13,7 @@ from bench.fidelity.core import Adapter
 
 #: --ref name -> "module:Class" (modules under bench.fidelity)
 ADAPTERS: dict[str, str] = {
+    "awac": "awac:AWACAdapter",
     "oper": "oper:OPERAdapter",
 }
 
