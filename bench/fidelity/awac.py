@@ -92,7 +92,7 @@ class AWACAdapter(Adapter):
 
         from rlkit.replay.batch import Batch
 
-        t = {k: torch.as_tensor(v) for k, v in draws.items() if k != "seed"}
+        t = {k: torch.tensor(v) for k, v in draws.items() if k != "seed"}  # copies
         n = len(t["reward"])
         batch = Batch(obs=t["obs"], action=t["action"], reward=t["reward"], next_obs=t["next_obs"],
                       terminated=t["terminated"], indices=torch.arange(n), weights=torch.ones(n))
