@@ -453,3 +453,14 @@ def test_onestep_policy_starts_from_behaviour_and_regresses_weighted_log_likelih
     m = algo.update(b).metrics  # first policy update: π ← β̂, weights exp(0 · A) = 1
     torch.testing.assert_close(m["train/actor_loss"], -(torch.as_tensor(w) * logp).mean())
     torch.testing.assert_close(m["train/adv_weight_mean"], torch.tensor(1.0))
+
+
+def test_awac_released_preset_composes_the_authors_settings(compose_cfg):
+    from rlkit.regimes.base import build_algorithm
+
+    cfg = compose_cfg("algo=awac", "algo.variant=released", "env=hopper-medium")
+    assert cfg.train.batch_size == 1024 and cfg.algo.awac_beta == 2.0 and not cfg.algo.normalize_obs
+    algo = build_algorithm(cfg, OBS_SPACE, ACT_SPACE, torch.device("cpu"))
+    assert [m.out_features for m in algo.actor.trunk.modules() if isinstance(m, nn.Linear)] == [256] * 4 + [ACT_DIM]
+    assert algo.actor_opt.param_groups[0]["weight_decay"] == 1e-4
+    assert compose_cfg("algo=awac", "env=hopper-medium").train.batch_size == 256  # the CORL reading stays default
