@@ -232,10 +232,26 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
 def finalize(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """Apply per-family algorithm defaults and validate types (also used for Hydra multirun jobs)."""
     user_keys = _user_keys(overrides)
+    check_algo_choices(cfg)
     apply_family_defaults(cfg, user_keys)
     apply_regime_defaults(cfg, user_keys)
     validate(cfg)
     return cfg
+
+
+def check_algo_choices(cfg: DictConfig) -> None:
+    """Refuse, in one line, a value outside ``algo.choices.<key>`` (an algorithm's enumerated keys that other
+    keys interpolate on, e.g. FamO2O's ``algo.base`` selecting ``algo.settings.<base>``), before anything
+    resolves: an unknown value would otherwise surface as an OmegaConf interpolation traceback."""
+    choices = OmegaConf.select(cfg, "algo.choices")
+    if choices is None:
+        return
+    for key, allowed in OmegaConf.to_container(choices, resolve=False).items():
+        value = OmegaConf.select(cfg, f"algo.{key}")
+        if value not in allowed:
+            name = OmegaConf.select(cfg, "algo.name")
+            raise ConfigError(f"bad value for 'algo.{key}': {value!r}; algo={name} takes one of: "
+                              f"{', '.join(str(c) for c in allowed)}")
 
 
 def apply_family_defaults(cfg: DictConfig, user_keys: set[str]) -> None:

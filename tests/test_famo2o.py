@@ -254,3 +254,37 @@ def test_famo2o_online_phase_improves_on_its_offline_score(tmp_path):
                             device="cpu", threads=1, out=str(tmp_path), extra=[])
     summary = run_one("famo2o", 0, ns)
     assert summary["phases"]["online"] > summary["phases"]["offline"]
+
+
+def test_released_advantage_weighting_averages_over_the_batchs_coefficients():
+    """advantage_weighting=released: w_i = mean_j min(exp(β_j A_i), 100) (jax_iql/family_actor.py broadcasts the
+    (B,) advantage against the (B, 1) coefficients); paper: w_i = min(exp(β_i A_i), 100)."""
+    paper, released = make("iql"), make("iql", advantage_weighting="released")
+    beta = torch.tensor([1.0, 2.0, 5.0])
+    adv = torch.tensor([0.5, -1.0, 1.0])
+    ones = torch.ones(3)
+    expected = torch.stack([torch.exp(beta * a).clamp(max=100.0).mean() for a in adv])
+    torch.testing.assert_close(released.impl.advantage_weights(beta, adv, ones), expected)
+    torch.testing.assert_close(paper.impl.advantage_weights(beta, adv, ones),
+                               torch.exp(beta * adv).clamp(max=100.0))
+    assert float(released.impl.advantage_weights(beta, adv, ones)[2]) == pytest.approx(
+        (math.exp(1.0) + math.exp(2.0) + 100.0) / 3)  # exp(5) is capped inside the mean
+
+
+def test_released_weighting_is_refused_off_iql_and_bad_bases_in_one_line():
+    from rlkit.config import compose
+    from rlkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="use it with algo.base=iql"):
+        make("awac", advantage_weighting="released")
+    with pytest.raises(ConfigError, match=r"^bad value for 'algo.base': 'td3bc'; algo=famo2o takes one of: "
+                                          r"iql, awac, cql$"):
+        compose(["algo=famo2o", "algo.base=td3bc", "env=hopper-medium"])
+
+
+def test_cli_refuses_an_unknown_base_without_a_traceback(capsys):
+    from rlkit.cli import main
+
+    assert main(["train", "algo=famo2o", "algo.base=td3bc", "env=hopper-medium", "--cfg"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "iql, awac, cql" in err and len(err.strip().splitlines()) == 1

@@ -373,6 +373,38 @@ def test_awac_advantage_weights_and_losses():
     torch.testing.assert_close(m["train/actor_loss"], -(w * adv_weight * logp0).mean())
 
 
+def test_awac_released_variant_batch_softmax_weights_from_the_critic_before_its_step():
+    """variant=released (rail-berkeley/rlkit awac_trainer.py): w = B softmax(A / β), no cap, A from the critic
+    before its step (critic_lr=1 moves the critic a lot in this very update), policy N(tanh f(s), σ²)."""
+    algo = AWAC(OBS_SPACE, ACT_SPACE, hidden=SMALL, critic_lr=1.0, variant="released", awac_beta=2.0)
+    set_action_sum(algo.critic, 0.3)
+    set_action_sum(algo.critic_target, 0.3)
+    algo.actor.sample = lambda obs: torch.zeros(obs.shape[0], ACT_DIM)  # V(s) = Q(s, 0) = 0.3; a' = 0
+    w = torch.tensor([0.5, 1.0, 1.5, 2.0, 0.2, 0.8])
+    b = make_batch(weights=w)
+    b.action[0] = torch.tensor([0.9, 0.8])  # A = 1.7: exp(1.7 / 2) is not capped in a softmax
+    logp0 = algo.actor.log_prob(b.obs, b.action).detach()
+    m = algo.update(b).metrics
+
+    y = b.reward + 0.99 * (1 - b.terminated) * 0.3
+    q = b.action.sum(-1) + 0.3
+    torch.testing.assert_close(m["train/critic_loss"], 2 * ((q - y) ** 2).mean())
+    adv_weight = len(w) * torch.softmax(b.action.sum(-1) / 2.0, dim=0)
+    torch.testing.assert_close(m["train/adv_weight_max"], adv_weight.max())
+    torch.testing.assert_close(m["train/actor_loss"], -(w * adv_weight * logp0).mean())
+
+
+def test_awac_released_policy_has_a_tanh_mean_and_a_sigmoid_bounded_log_std():
+    algo = AWAC(OBS_SPACE, ACT_SPACE, hidden=SMALL, variant="released")
+    with torch.no_grad():
+        algo.actor.log_std_logits.copy_(torch.tensor([-50.0, 50.0]))
+        for p in algo.actor.trunk.parameters():
+            p.mul_(100.0)
+    mean, log_std = algo.actor(torch.randn(64, OBS_DIM))
+    assert mean.abs().max() <= 1.0 and mean.abs().max() > 0.99
+    torch.testing.assert_close(log_std[0], torch.tensor([-6.0, 0.0]))
+
+
 # ---------------------------------------------------------------------------------------------- one-step RL
 def sarsa_dataset() -> Dataset:
     n = 12
@@ -421,3 +453,14 @@ def test_onestep_policy_starts_from_behaviour_and_regresses_weighted_log_likelih
     m = algo.update(b).metrics  # first policy update: π ← β̂, weights exp(0 · A) = 1
     torch.testing.assert_close(m["train/actor_loss"], -(torch.as_tensor(w) * logp).mean())
     torch.testing.assert_close(m["train/adv_weight_mean"], torch.tensor(1.0))
+
+
+def test_awac_released_preset_composes_the_authors_settings(compose_cfg):
+    from rlkit.regimes.base import build_algorithm
+
+    cfg = compose_cfg("algo=awac", "algo.variant=released", "env=hopper-medium")
+    assert cfg.train.batch_size == 1024 and cfg.algo.awac_beta == 2.0 and not cfg.algo.normalize_obs
+    algo = build_algorithm(cfg, OBS_SPACE, ACT_SPACE, torch.device("cpu"))
+    assert [m.out_features for m in algo.actor.trunk.modules() if isinstance(m, nn.Linear)] == [256] * 4 + [ACT_DIM]
+    assert algo.actor_opt.param_groups[0]["weight_decay"] == 1e-4
+    assert compose_cfg("algo=awac", "env=hopper-medium").train.batch_size == 256  # the CORL reading stays default

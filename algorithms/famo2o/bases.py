@@ -9,7 +9,12 @@ Per-update order:
   ``balance_every`` updates) -> universal model ``-mean min(exp(β_i (Q̄ - V)), 100) log π_u(a_i|s_i, β_i)``
   (eq. 9, new V) -> Q (TD with the new V) -> Polyak.  The balance loss scores the universal model's
   Gaussian sample with the target critic, as IQL's actor reads ``Q̄``.  Online ``β_i`` come from the
-  balance model after its step (the released code samples the one before it: one step apart).
+  balance model after its step.  ``advantage_weighting=released`` reproduces the released code
+  (``jax_iql/family_actor.py``, ``family_learner.py``) instead: it multiplies the ``(B,)`` advantage by the
+  ``(B, 1)`` coefficients, so the loss averages a ``(B, B)`` matrix and each sample's weight is
+  ``w_i = mean_j min(exp(β_j A_i), 100)`` (its log-likelihood still conditioned on its own ``β_i``), where
+  the paper's eq. 9 (the default, ``paper``) is ``w_i = min(exp(β_i A_i), 100)``; and online it samples
+  ``β_i`` from the balance model before the balance step (one step apart).
 * **AWAC** (not released; built like the IQL variant): Q (TD with ``a' ~ π_u(·|s', β' ~ π_b(·|s'))``) ->
   balance model (current critic, which AWAC's actor reads) -> universal model with
   ``A_i = min_k Q_k(s_i, a_i) - min_k Q_k(s_i, ã_i)``, ``ã_i ~ π_u(·|s_i, β_i)``, weight
@@ -35,6 +40,7 @@ from rlkit.algorithms.offline.awac import AWAC, EXP_ADV_MAX
 from rlkit.algorithms.offline.common import orthogonal_init_, weighted_mean
 from rlkit.algorithms.offline.cql import CQL, CQLActor
 from rlkit.algorithms.offline.iql import ACTION_CLIP, IQL
+from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update
 from rlkit.optim import step
 
@@ -74,9 +80,10 @@ class FamO2OIQL(FamilyMixin, IQL):
     """IQL + FamO2O (module docstring); ``family``: :class:`Family` keywords, the rest IQL's."""
 
     def __init__(self, observation_space, action_space, device="cpu", *, family: Mapping[str, Any],
-                 balance_hidden=(256, 256), **base: Any) -> None:
+                 balance_hidden=(256, 256), advantage_weighting: str = "paper", **base: Any) -> None:
         self.actor_extra_inputs = int(family.get("encoding_dim", 6))
         super().__init__(observation_space, action_space, device, **base)
+        self.advantage_weighting = advantage_weighting
         model = BalanceModel(self.obs_dim, balance_hidden)
         if base.get("orthogonal_init", True):
             orthogonal_init_(model)
@@ -88,6 +95,14 @@ class FamO2OIQL(FamilyMixin, IQL):
         action = mean + log_std.exp() * torch.randn_like(mean)
         return self.critic_target(obs, action).min(0).values
 
+    def advantage_weights(self, beta: torch.Tensor, advantage: torch.Tensor, weights: torch.Tensor
+                          ) -> torch.Tensor:
+        """Per-sample weights of the universal model's loss (module docstring): ``paper``
+        ``min(exp(β_i A_i) w_i, 100)``; ``released`` ``mean_j min(exp(β_j A_i), 100) · w_i``."""
+        if self.advantage_weighting == "released":
+            return torch.exp(beta[:, None] * advantage[None, :]).clamp(max=EXP_ADV_MAX).mean(0) * weights
+        return (torch.exp(beta * advantage) * weights).clamp(max=EXP_ADV_MAX)
+
     def update(self, batch) -> UpdateResult:
         self.num_updates += 1
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
@@ -97,13 +112,16 @@ class FamO2OIQL(FamilyMixin, IQL):
         target_q, v, value_loss = self.value_step(obs, action, c)
 
         metrics: dict[str, Any] = {}
+        released = self.advantage_weighting == "released"
+        if released:  # family_learner.py: the actor's coefficients come from the balance model before its step
+            beta = self.family.training_coefficients(obs)
         if self.family.trains(self.num_updates):
             metrics.update(self.family.update(obs, lambda beta: self.balance_q(obs, beta)))
-
-        beta = self.family.training_coefficients(obs)
+        if not released:
+            beta = self.family.training_coefficients(obs)
         with torch.no_grad():
             advantage = target_q - self.value(obs).squeeze(-1)
-            adv_weight = (torch.exp(beta * advantage) * batch.weights).clamp(max=EXP_ADV_MAX)
+            adv_weight = self.advantage_weights(beta, advantage, batch.weights)
         actor_loss = -(adv_weight * self.actor.log_prob(self.family.condition(obs, beta), action)).mean()
         step(self.actor_opt, actor_loss)
         self.actor_schedule.step()
@@ -127,6 +145,9 @@ class FamO2OAWAC(FamilyMixin, AWAC):
 
     def __init__(self, observation_space, action_space, device="cpu", *, family: Mapping[str, Any],
                  balance_hidden=(256, 256), **base: Any) -> None:
+        if base.get("variant", "corl") != "corl":
+            raise ConfigError("FamO2O's AWAC variant builds on AWAC's CORL reading; drop "
+                              "algo.base_params.variant")
         self.actor_extra_inputs = int(family.get("encoding_dim", 6))
         super().__init__(observation_space, action_space, device, **base)
         self.family = Family(BalanceModel(self.obs_dim, balance_hidden), device=self.device, **family)

@@ -19,7 +19,8 @@ from rlkit.config import algo_block
 from rlkit.errors import ConfigError
 
 VARIANTS = {"iql": "FamO2OIQL", "awac": "FamO2OAWAC", "cql": "FamO2OCQL"}
-META = ("_target_", "name", "description", "per_family", "per_regime", "paper")
+META = ("_target_", "name", "description", "per_family", "per_regime", "paper", "choices")
+WEIGHTINGS = ("paper", "released")
 
 
 class FamO2O(Algorithm):
@@ -29,7 +30,8 @@ class FamO2O(Algorithm):
     provides_priorities = True
 
     def __init__(self, observation_space, action_space, device="cpu", *, base: str = "iql",
-                 balance: str = "model", beta_range: list[float] | None = None, beta_mapping: str | None = None,
+                 advantage_weighting: str = "paper", balance: str = "model",
+                 beta_range: list[float] | None = None, beta_mapping: str | None = None,
                  balance_every: int | None = None, balance_entropy: bool | None = None,
                  balance_hidden: list[int] = (256, 256), balance_lr: float = 3e-4,
                  balance_target_entropy: float = -0.5, balance_init_temperature: float = 1.0,
@@ -43,6 +45,12 @@ class FamO2O(Algorithm):
 
         if base not in VARIANTS:
             raise ConfigError(f"algo.base={base!r}: FamO2O runs on {', '.join(VARIANTS)}")
+        if advantage_weighting not in WEIGHTINGS:
+            raise ConfigError(f"algo.advantage_weighting={advantage_weighting!r}; choose one of: "
+                              f"{', '.join(WEIGHTINGS)}")
+        if advantage_weighting == "released" and base != "iql":
+            raise ConfigError("algo.advantage_weighting=released reproduces FamO2O's released IQL code "
+                              "(jax_iql/family_actor.py); use it with algo.base=iql")
         chosen = dict((settings or {}).get(base) or {})
         overrides = {**dict(chosen.get("base_params") or {}), **dict(base_params or {})}
         params = algo_block(base, {"env": {"family": env_family}, "train": {"steps": train_steps}}, overrides)
@@ -61,6 +69,8 @@ class FamO2O(Algorithm):
         }
         self.base_name = base
         variant = getattr(bases, VARIANTS[base])
+        if base == "iql":
+            params["advantage_weighting"] = advantage_weighting
         try:
             self.impl = variant(observation_space, action_space, device, family=family,
                                 balance_hidden=tuple(balance_hidden), **params)

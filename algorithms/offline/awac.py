@@ -19,6 +19,25 @@ state-independent log-std (init 0, clipped to [-20, 2]); Adam 3e-4 for both; τ 
 batch 256; states standardised with ``std + 1e-3`` (CORL always normalises).  λ = 1/3 (``awac_lambda``:
 CORL's D4RL locomotion configs use 0.3333, its code default is 1.0; FamO2O's AWAC coefficient range
 [2, 3] for locomotion is ``1/λ``); AntMaze (``per_family``): λ = 0.1 and ``r - 1``.
+
+``variant=released`` (``algo.variant``) reproduces the authors' trainer instead (rail-berkeley/rlkit,
+``rlkit/torch/sac/awac_trainer.py`` with ``examples/awac/mujoco/awac1.py``; its settings come from
+``settings.released`` of ``configs/algo/awac.yaml``): every loss at the step's starting parameters, then the
+Q step, then the policy step, then Polyak --
+
+* policy ``N(tanh(f(s)), σ²)``, ``log σ = lo + sigmoid(ℓ) (hi - lo)`` with state-independent logits ``ℓ``
+  (``[lo, hi] = [-6, 0]``), samples not clipped (:class:`TanhMeanGaussianActor`);
+* critic: ``y = r + γ (1 - d) min_k Q̄_k(s', a')``, ``a' ~ π(·|s')``;
+* actor: ``A_i = min_k Q_k(s_i, a_i) - min_k Q_k(s_i, ã_i)``, ``ã_i ~ π(·|s_i)``, both with the critic
+  *before* its step; batch-softmax weights ``w = B · softmax(A / β)`` (``awac_beta`` β = 2, no cap):
+  ``L_π = -mean_i w_i log π(a_i | s_i)``;
+* 4x256 policy with Adam weight decay 1e-4, 2x256 critics, batch 1024, no state normalisation.
+
+The paper (eq. 9, Sec. 5) writes ``exp(A / λ)`` normalised by ``Z(s)``; the released trainer's
+``normalize_over_batch=True`` normalises over the batch instead.  Its "pre-training" on the prior data
+(``q_num_pretrain2_steps=50000``) runs this same update with the policy stepping too (``update_policy`` is
+True in that phase; only ``q_num_pretrain1_steps``, 0 there, would train Q alone), so offline it is 50k
+ordinary updates.
 """
 
 from __future__ import annotations
@@ -31,10 +50,12 @@ from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, weighted_mean
+from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam, step
 
 EXP_ADV_MAX = 100.0
+VARIANTS = ("corl", "released")
 
 
 class GaussianActor(nn.Module):
@@ -59,33 +80,69 @@ class GaussianActor(nn.Module):
         return gaussian_log_prob(action, mean, log_std)
 
 
+class TanhMeanGaussianActor(nn.Module):
+    """The released AWAC policy: ``N(tanh(f(s)), σ²)`` with ``log σ = lo + sigmoid(ℓ) (hi - lo)`` and
+    state-independent logits ``ℓ`` (init 0); samples are not clipped (``GaussianPolicy`` with
+    ``std_architecture="values"``)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_min: float = -6.0,
+                 log_std_max: float = 0.0) -> None:
+        super().__init__()
+        self.trunk = MLP(obs_dim, hidden, action_dim)
+        self.log_std_logits = nn.Parameter(torch.zeros(action_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_std = self.log_std_min + torch.sigmoid(self.log_std_logits) * (self.log_std_max - self.log_std_min)
+        mean = torch.tanh(self.trunk(obs))
+        return mean, log_std.expand_as(mean)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """``μ + σ ε`` with ``ε`` drawn as ``torch.distributions.Normal.rsample`` draws it."""
+        mean, log_std = self(obs)
+        return torch.distributions.Normal(mean, log_std.exp()).rsample()
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self(obs)
+        return gaussian_log_prob(action, mean, log_std)
+
+
 class AWAC(OfflineActorCritic):
     """AWAC (offline); ``critic_for_diagnostics()`` takes normalised observations and actions in [-1, 1]."""
 
-    def __init__(self, observation_space, action_space, device="cpu", *, awac_lambda: float = 1.0 / 3.0,
-                 actor_lr: float = 3e-4, critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 5e-3,
+    def __init__(self, observation_space, action_space, device="cpu", *, variant: str = "corl",
+                 awac_lambda: float = 1.0 / 3.0, awac_beta: float = 2.0, actor_lr: float = 3e-4,
+                 critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 5e-3,
                  hidden: Sequence[int] = (256, 256, 256), actor_hidden: Sequence[int] | None = None,
                  critic_hidden: Sequence[int] | None = None, actor_weight_decay: float = 0.0,
                  critic_layernorm: bool = False,
                  normalize_obs: bool = True, reward_scale_by_return: bool = False, reward_scale: float = 1.0,
-                 reward_shift: float = 0.0, reweight_eval: bool = False) -> None:
+                 reward_shift: float = 0.0, reweight_eval: bool = False,
+                 settings: dict | None = None) -> None:
+        del settings  # configs/algo/awac.yaml's per-variant defaults, already interpolated into the keys above
+        if variant not in VARIANTS:
+            raise ConfigError(f"algo.variant={variant!r}; choose one of: {', '.join(VARIANTS)}")
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
         obs_dim, act_dim = self.obs_dim, self.action_dim
         actor_hidden = hidden if actor_hidden is None else actor_hidden
         critic_hidden = hidden if critic_hidden is None else critic_hidden
-        self.actor = GaussianActor(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden).to(self.device)
+        actor_cls = TanhMeanGaussianActor if variant == "released" else GaussianActor
+        self.actor = actor_cls(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, act_dim, critic_hidden, 2, layernorm=critic_layernorm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = adam(self.actor.parameters(), actor_lr, weight_decay=actor_weight_decay)
         self.critic_opt = adam(self.critic.parameters(), critic_lr)
         self.awac_lambda, self.gamma, self.tau = awac_lambda, gamma, tau
+        self.variant, self.awac_beta = variant, float(awac_beta)
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.actor(obs)[0] if deterministic else self.actor.sample(obs)
 
     def update(self, batch) -> UpdateResult:
+        if self.variant == "released":
+            return self.released_update(batch)
         self.num_updates += 1
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action)
@@ -110,6 +167,35 @@ class AWAC(OfflineActorCritic):
             "train/actor_loss": actor_loss.detach(),
             "train/q_mean": q.detach().mean(),
             "train/adv_weight_mean": adv_weight.mean(),
+        }
+        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def released_update(self, batch) -> UpdateResult:
+        """The authors' update (``variant=released``, module docstring): all losses at the starting
+        parameters; draws in the trainer's order (``ã ~ π(·|s)``, then ``a' ~ π(·|s')``)."""
+        self.num_updates += 1
+        obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
+        action = self.from_env_action(batch.action)
+        reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
+        pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
+        with torch.no_grad():
+            pi_action = self.actor.sample(p_obs)
+            next_action = self.actor.sample(next_obs)
+            target = reward + self.gamma * not_done * self.critic_target(next_obs, next_action).min(0).values
+            q_data, v = self.critic(torch.cat([p_obs, p_obs]), torch.cat([p_action, pi_action])
+                                    ).min(0).values.chunk(2)
+            adv_weight = len(q_data) * torch.softmax((q_data - v) / self.awac_beta, dim=0)
+        q = self.critic(obs, action)
+        critic_loss = weighted_mean((q - target).pow(2), self.eval_weights(batch)).sum()
+        actor_loss = -weighted_mean(adv_weight * self.actor.log_prob(p_obs, p_action), pb.weights)
+        step(self.critic_opt, critic_loss)
+        step(self.actor_opt, actor_loss)
+        polyak_update(self.critic, self.critic_target, self.tau)
+        metrics = {
+            "train/critic_loss": critic_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/q_mean": q.detach().mean(),
+            "train/adv_weight_max": adv_weight.max(),
         }
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
 

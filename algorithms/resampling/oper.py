@@ -131,25 +131,34 @@ class _ValueFitter:
         pred = (net or self.value)(self.obs[idx]).squeeze(-1)
         return (pred - y).pow(2).mean(-1).sum()
 
+    def start_round(self, steps: int) -> None:
+        """A round's fresh Adam and cosine learning rate over ``steps`` (V is not re-initialised)."""
+        self.opt = adam(self.value.parameters(), self.lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(steps, 1), eta_min=0.0)
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One TD step on rows ``idx``, the LR schedule's step, then Polyak; returns the loss."""
+        loss = self.td_loss(idx)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        polyak_update(self.value, self.target, self.tau)
+        return loss.detach()
+
     def fit(self, probs: np.ndarray, steps: int, desc: str) -> list[float]:
-        """Fresh Adam + cosine LR over ``steps``; V is not re-initialised between rounds."""
+        """:meth:`start_round`, then ``steps`` of :meth:`step` on batches ``i ~ probs``."""
         from tqdm import tqdm
 
-        opt = adam(self.value.parameters(), self.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.0)
+        self.start_round(steps)
         cdf = np.cumsum(probs)
         cdf /= cdf[-1]
         losses = []
         for step in tqdm(range(steps), desc=desc, file=sys.stderr, mininterval=2.0, leave=False):
             idx = np.minimum(np.searchsorted(cdf, self.rng.random(self.batch_size), side="right"), len(cdf) - 1)
-            loss = self.td_loss(torch.as_tensor(idx, device=self.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            polyak_update(self.value, self.target, self.tau)
+            loss = self.step(torch.as_tensor(idx, device=self.device))
             if step % max(steps // 20, 1) == 0:
-                losses.append(loss.detach())
+                losses.append(loss)
         return [float(x) for x in losses]
 
     @torch.no_grad()
@@ -162,6 +171,15 @@ class _ValueFitter:
                 - self.v(self.value, self.obs[idx])
             out.append(a.cpu().numpy())
         return np.concatenate(out).astype(np.float64)
+
+
+def next_round_weights(weights: np.ndarray, advantages: np.ndarray) -> np.ndarray:
+    """One OPER-A round (the released generator's ``main.py``): ``u = (A - min A) / mean(A - min A)``,
+    ``w <- w ⊙ u``, renormalised to mean 1."""
+    u = advantages - advantages.min()
+    u = u / u.mean() if u.mean() > 0 else np.ones_like(u)
+    w = weights * u
+    return w / w.mean()
 
 
 def _cache_key(dataset, params: dict[str, Any]) -> str:
@@ -209,11 +227,7 @@ def oper_a_weights(dataset, iterations: int = 5, first_steps: int = 1_000_000, l
         for k in range(iterations):
             steps = first_steps if k == 0 else later_steps
             fitter.fit(p, steps, desc=f"OPER-A seed {s + 1}/{seeds} round {k + 1}/{iterations}")
-            adv = fitter.advantages()
-            u = adv - adv.min()
-            u = u / u.mean() if u.mean() > 0 else np.ones(n)
-            w = w * u
-            w = w / w.mean()
+            w = next_round_weights(w, fitter.advantages())
             p = w / w.sum()
             per_seed[s, k] = w
     weights = per_seed.mean(axis=0)

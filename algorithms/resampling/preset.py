@@ -1,9 +1,13 @@
 """``algo=oper``: the OPER paper's pairing as one preset -- a base offline algorithm trained on
 OPER-prioritized data.
 
-The preset builds its base exactly as ``algo=<base>`` would (same YAML, same per-family defaults), applies
-the OPER paper's per-base changes (``per_base``, e.g. IQL's inverse temperature 1.0 in the OPER-A runs),
-then any ``base_params`` the user gives, and delegates every call to it.  The priorities come from the
+The preset builds its base exactly as ``algo=<base>`` would (same YAML, same per-family defaults), then
+applies ``base_params``, and delegates every call to it.  The authors' settings for each (base, sampler,
+env family) -- IQL's inverse temperature, OPER-A's weight round and normalisation sigma, resampling or
+reweighting, decoupling, BC's network -- come from ONE table in ``configs/algo/oper.yaml``
+(``algo.authors``, read from sail-sg/OPER's ``td3``/``iql``/``onestep`` branches), which config
+composition turns into run keys (``algo.base_params.*``, ``sampler.*``, ``train.*``) for every key the
+user did not set, so ``rlkit train algo=oper algo.base=iql --cfg`` shows them.  The priorities come from the
 sampler (``sampler=oper_a | oper_r | red``), which the preset's YAML selects; both are switchable on the
 command line: ``rlkit train algo=oper algo.base=iql sampler=oper_r env=hopper-medium``.
 """
@@ -26,15 +30,16 @@ class OPER(Algorithm):
     regimes = ("offline",)
 
     def __init__(self, observation_space, action_space, device="cpu", *, base: str = "td3bc",
-                 base_params: dict[str, Any] | None = None, per_base: dict[str, dict[str, Any]] | None = None,
-                 env_family: str | None = None, train_steps: int = 1_000_000) -> None:
+                 base_params: dict[str, Any] | None = None, env_family: str | None = None,
+                 train_steps: int = 1_000_000, authors: dict[str, Any] | None = None) -> None:
         super().__init__(observation_space, action_space, device)
         from hydra.utils import get_class
 
-        overrides = {**((per_base or {}).get(base) or {}), **(base_params or {})}
+        del authors  # the table of configs/algo/oper.yaml, already applied to base_params and sampler by compose
+        overrides = dict(base_params or {})
         params = algo_block(base, {"env": {"family": env_family}, "train": {"steps": train_steps}}, overrides)
         target = params.pop("_target_")
-        for key in ("name", "description", "per_family", "per_regime", "paper"):
+        for key in ("name", "description", "per_family", "per_regime", "paper", "choices"):
             params.pop(key, None)
         self.base_name = base
         self.base = get_class(target)(observation_space=observation_space, action_space=action_space,

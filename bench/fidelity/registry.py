@@ -13,6 +13,9 @@ from bench.fidelity.core import Adapter
 
 #: --ref name -> "module:Class" (modules under bench.fidelity)
 ADAPTERS: dict[str, str] = {
+    "awac": "awac:AWACAdapter",
+    "famo2o": "famo2o:FamO2OAdapter",
+    "oper": "oper:OPERAdapter",
     "siamese": "siamese:SiameseAdapter",
     "slide": "slide:SlideAdapter",
     "storm": "storm:StormAdapter",

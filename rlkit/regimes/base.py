@@ -31,7 +31,7 @@ from rlkit.regimes.interrupts import Preempted, stop_signals
 from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
-META_KEYS = ("name", "description", "per_family", "per_regime", "paper", "protocol_per_family")
+META_KEYS = ("name", "description", "per_family", "per_regime", "paper", "protocol_per_family", "choices")
 
 
 def build_algorithm(cfg: DictConfig, observation_space, action_space, device: torch.device, **extra):
