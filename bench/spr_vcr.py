@@ -85,7 +85,8 @@ VARIANTS = {"conv": [], "softmax": ["algo.transition=transformer", "algo.transfo
             "gla": ["algo.transition=transformer", "algo.transformer.attention=gla"]}
 
 
-def learn_run(game: str, variant: str, seed: int, steps: int, warmup: int, batch: int, episodes: int) -> dict:
+def learn_run(game: str, variant: str, seed: int, steps: int, warmup: int, batch: int, episodes: int,
+              ratio: float = 1.0) -> dict:
     """One VCR run on atari100k-<game> (SPR protocol) with the variant's transition; update seconds timed."""
     from rlkit import trainer
 
@@ -102,14 +103,14 @@ def learn_run(game: str, variant: str, seed: int, steps: int, warmup: int, batch
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = compose(["algo=vcr", f"env=atari100k-{game}", f"seed={seed}", f"train.steps={steps}",
-                           f"train.warmup_steps={warmup}", "train.updates_per_step=1.0",
+                           f"train.warmup_steps={warmup}", f"train.updates_per_step={ratio}",
                            f"algo.discrete.batch_size={batch}", f"eval.episodes={episodes}",
                            f"eval.num_envs={episodes}", "checkpoint.interval=0", "logging.progress=false",
                            "logging.tensorboard=false", "num_threads=1", f"run_dir={tmp}/run", *VARIANTS[variant]])
             summary = trainer.run(cfg)
     finally:
         VCRDiscrete.update = original
-    return {"game": game, "variant": variant, "seed": seed, "steps": steps, "warmup": warmup, "batch": batch,
+    return {"game": game, "variant": variant, "seed": seed, "steps": steps, "warmup": warmup, "ratio": ratio, "batch": batch,
             "episodes": episodes, "score": summary["final_return"], "updates": len(times),
             "update_s": float(np.mean(times)) if times else float("nan")}
 
@@ -126,7 +127,7 @@ def report(path: Path) -> None:
         return
     r0 = rows[0]
     print(f"VCR on atari100k-{r0['game']} (SPR protocol), {r0['steps']} steps ({r0['warmup']} random), "
-          f"batch {r0['batch']}, 1 update/step, {r0['episodes']} eval episodes; mean [95% bootstrap CI] over seeds")
+          f"batch {r0['batch']}, {r0['ratio']} update/step, {r0['episodes']} eval episodes; mean [95% bootstrap CI] over seeds")
     print(f"{'transition':12s} {'seeds':>5s} {'score':>28s} {'s/update':>28s}")
     for variant in VARIANTS:
         vs = [r for r in rows if r["variant"] == variant]
@@ -140,7 +141,8 @@ def learn(args: argparse.Namespace) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # seed-major: an interrupted sweep has every variant at the same seeds
         for variant in args.variants:
-            row = learn_run(args.game, variant, seed, args.steps, args.warmup, args.batch, args.episodes)
+            row = learn_run(args.game, variant, seed, args.steps, args.warmup, args.batch, args.episodes,
+                            args.updates_per_step)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
@@ -162,6 +164,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--updates-per-step", type=float, default=1.0)
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--out", default="runs/bench_spr_vcr_transition.jsonl")
     args = parser.parse_args()
