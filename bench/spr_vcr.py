@@ -110,8 +110,8 @@ def learn_run(game: str, variant: str, seed: int, steps: int, warmup: int, batch
             summary = trainer.run(cfg)
     finally:
         VCRDiscrete.update = original
-    return {"game": game, "variant": variant, "seed": seed, "steps": steps, "warmup": warmup, "ratio": ratio, "batch": batch,
-            "episodes": episodes, "score": summary["final_return"], "updates": len(times),
+    return {"game": game, "variant": variant, "seed": seed, "steps": steps, "warmup": warmup, "ratio": ratio,
+            "batch": batch, "episodes": episodes, "score": summary["final_return"], "updates": len(times),
             "update_s": float(np.mean(times)) if times else float("nan")}
 
 
@@ -127,7 +127,8 @@ def report(path: Path) -> None:
         return
     r0 = rows[0]
     print(f"VCR on atari100k-{r0['game']} (SPR protocol), {r0['steps']} steps ({r0['warmup']} random), "
-          f"batch {r0['batch']}, {r0['ratio']} update/step, {r0['episodes']} eval episodes; mean [95% bootstrap CI] over seeds")
+          f"batch {r0['batch']}, {r0['ratio']} update/step, {r0['episodes']} eval episodes; "
+          "mean [95% bootstrap CI] over seeds")
     print(f"{'transition':12s} {'seeds':>5s} {'score':>28s} {'s/update':>28s}")
     for variant in VARIANTS:
         vs = [r for r in rows if r["variant"] == variant]
