@@ -75,6 +75,11 @@ class FrameStorage(ColumnarStorage):
         self.low = 0              # every live id is >= low
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # previous add's next_obs rows and their ids
 
+    @classmethod
+    def from_arrays(cls, *args: Any, **kwargs: Any) -> FrameStorage:
+        raise ConfigError("FrameStorage is filled by add() (it needs each row's predecessor); build datasets with "
+                          "ColumnarStorage.from_arrays")
+
     @staticmethod
     def _ids(key: str) -> str:
         return f"{key}__ids"
