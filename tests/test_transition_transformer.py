@@ -149,7 +149,7 @@ PONG = ["algo=vcr", "env=atari100k-pong", "train.steps=40", "train.warmup_steps=
         "train.buffer_capacity=200", "algo.discrete.batch_size=4", "algo.discrete.prediction_depth=2",
         "algo.discrete.channels=[8,8,8]", "algo.discrete.hidden=32", "algo.discrete.atoms=11",
         "+env.kwargs.max_num_frames_per_episode=400", *COMMON]
-CHEETAH = ["algo=vcr", "env=dmc-cheetah_run", "train.steps=30", "train.warmup_steps=15",
+CHEETAH = ["algo=vcr", "env=dmc-cheetah_run", "env.kwargs.action_repeat=25", "train.steps=30", "train.warmup_steps=15",
            "train.buffer_capacity=200", "algo.continuous.batch_size=4", "algo.continuous.prediction_depth=2",
            "algo.continuous.hidden=[16,16]", "algo.continuous.conv_layers=1", "algo.continuous.feature_dim=8",
            "algo.continuous.policy_actions=2", "eval.interval=0", *COMMON]
