@@ -13,7 +13,8 @@ seeds. Each finished run is appended to ``--out`` (JSON lines), so an interrupte
 ``--report`` prints the table from that file.
 
 Usage: ``python bench/spr_vcr.py [--updates 5] [--env-steps 200] [--threads 1] [--device cpu|cuda] [--size paper|cpu]``;
-``python bench/spr_vcr.py --learn --game boxing --seeds 0 1 2 --steps 1200 --warmup 400 --out runs/tf.jsonl``.
+``python bench/spr_vcr.py --learn --game boxing --seeds 0 1 2 --steps 500 --warmup 200 --episodes 2 --out F``;
+``python bench/spr_vcr.py --transition-timing 8 32 --updates 3 --rounds 3`` (update time only, interleaved).
 """
 
 from __future__ import annotations
@@ -137,6 +138,30 @@ def report(path: Path) -> None:
                   f"{ci([r['update_s'] for r in vs]):>28s}")
 
 
+def transition_timing(batches: list[int], updates: int, rounds: int, dev: str) -> None:
+    """Seconds per VCR-discrete update (K = 5, 84x84x4) with each transition, interleaved in rounds so that the
+    machine's load hits every variant alike; median over rounds and the ratio to the conv model."""
+    import statistics
+
+    for b in batches:
+        def build(v: str, b: int = b) -> VCR:
+            switch = {} if v == "conv" else {"transition": "transformer", "transformer": transformer_keys(v)}
+            return VCR(observation_space=ATARI_OBS, action_space=gym.spaces.Discrete(6), device=dev,
+                       discrete={"batch_size": b}, **switch)
+
+        algos = {v: build(v) for v in VARIANTS}
+        batch = discrete_batch(b, 5, dev)
+        times: dict[str, list[float]] = {v: [] for v in algos}
+        for _ in range(rounds):
+            for v, algo in algos.items():
+                times[v].append(seconds_per_update(algo, batch, updates))
+        base = statistics.median(times["conv"])
+        for v, ts in times.items():
+            med = statistics.median(ts)
+            print(f"VCR-discrete batch {b:3d} transition {v:8s} {med * 1e3:8.1f} ms/update  ratio vs conv "
+                  f"{med / base:.2f}x  ({rounds} rounds x {updates} updates)")
+
+
 def learn(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +184,9 @@ def main() -> None:
     parser.add_argument("--size", default="paper", choices=("paper", "cpu"))
     parser.add_argument("--learn", action="store_true", help="train conv vs transformer VCR end to end")
     parser.add_argument("--report", action="store_true", help="print the --learn table of --out")
+    parser.add_argument("--transition-timing", type=int, nargs="*", metavar="BATCH",
+                        help="only the interleaved VCR-discrete update timing of each transition at these batches")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--game", default="boxing")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -172,6 +200,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.report:
         return report(Path(args.out))
+    if args.transition_timing:
+        return transition_timing(args.transition_timing, args.updates, args.rounds, args.device)
     if args.learn:
         return learn(args)
     dev = args.device
