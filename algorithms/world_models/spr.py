@@ -24,7 +24,8 @@ on online and target inputs. Acting: noisy-net exploration (train mode, new nois
 
 Choices not fixed by the paper, as switches: ``spr_time_reduce`` (``mean`` over the K+1 terms, or ``sum``);
 ``train_epsilon`` (0.0: SPR anneals epsilon from 1 to 0 over its first 2001 steps, which coincide with the
-2000 random warm-up steps rlkit runs before acting).
+2000 random warm-up steps rlkit runs before acting); ``transition`` (``conv``: SPR's; ``transformer``: a causal
+transformer from ``TransformerConfig(**transformer)``, :class:`~rlkit.nets.latent.TransformerTransition`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from rlkit.algorithm import Algorithm, ReplaySpec, UpdateResult
 from rlkit.errors import ConfigError
-from rlkit.nets import Augment, C51Head, ConvTransition, NatureEncoder, categorical_projection, polyak_update
+from rlkit.nets import Augment, C51Head, NatureEncoder, categorical_projection, make_transition, polyak_update
 from rlkit.optim import adam
 from rlkit.replay import window_rows
 from rlkit.utils import derive_seed
@@ -119,6 +120,8 @@ class SPR(Algorithm):
         spr_weight: float = 5.0,
         spr_time_reduce: str = "mean",
         transition_hidden: int = 64,
+        transition: str = "conv",
+        transformer: Mapping[str, Any] | None = None,
         predictor: bool = True,
         augmentation: Sequence[str] = ("shift", "intensity"),
         shift_pad: int = 4,
@@ -138,8 +141,9 @@ class SPR(Algorithm):
         self.q_net = QNetwork(obs_shape, n_actions, channels, renormalize, atoms, v_min, v_max, hidden, dueling,
                               noisy, noisy_sigma0).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        c = self.q_net.latent_shape[0]
-        self.transition = ConvTransition(c, n_actions, transition_hidden, renorm=renormalize).to(self.device)
+        self.transition = make_transition(transition, self.q_net.latent_shape, n_actions, discrete=True,
+                                          horizon=int(prediction_depth), hidden=transition_hidden,
+                                          renorm=renormalize, transformer=transformer).to(self.device)
         self.predictor = (nn.Linear(hidden, hidden) if predictor else nn.Identity()).to(self.device)
         params = [*self.q_net.parameters(), *self.transition.parameters(), *self.predictor.parameters()]
         self.optimizer = adam(params, lr, eps=adam_eps)

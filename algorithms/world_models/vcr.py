@@ -15,7 +15,9 @@ One ``algo=vcr`` for both action kinds: the class chosen from the env's action s
 ``Dist``, ``P`` (``vcr_dist``, ``vcr_space``, ``vcr_temperature``: :mod:`vcr_losses`), ``beta``
 (``vcr_weight``), ``K`` and whether the loss's gradient reaches the Q head (``detach_q``: false, the head is
 trained by it too) are not published as code; each is a switch, defaults listed in ``configs/algo/vcr.yaml``.
-Terms whose window crosses an episode end are masked (``m_k = 0``).
+Terms whose window crosses an episode end are masked (``m_k = 0``). ``transition`` (null: the base's own, SPR's
+conv model on Atari and the MLP on DMC; ``transformer``: :class:`~rlkit.nets.latent.TransformerTransition`
+configured by ``transformer``, any ``TransformerConfig`` field) applies to both variants.
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ class VCRDiscrete(SPR, VCR):
                  *, discrete: Mapping[str, Any] | None = None, continuous: Mapping[str, Any] | None = None,
                  vcr_weight: float = 1.0, vcr_dist: str = "kl", vcr_space: str = "action_softmax",
                  vcr_temperature: float = 1.0, keep_spr_loss: bool = False, detach_q: bool = False,
+                 transition: str | None = None, transformer: Mapping[str, Any] | None = None,
                  seed: int = 0) -> None:
-        super().__init__(observation_space, action_space, device, seed=seed, **dict(discrete or {}))
+        super().__init__(observation_space, action_space, device, seed=seed, transition=transition or "conv",
+                         transformer=transformer, **dict(discrete or {}))
         check_switches(vcr_dist, vcr_space)
         self.vcr_weight, self.vcr_dist, self.vcr_space = float(vcr_weight), vcr_dist, vcr_space
         self.vcr_temperature = float(vcr_temperature)

@@ -23,7 +23,8 @@ from the current policy, plus the replayed ``a_{t+k}`` (``include_replayed_actio
 
 per critic head averaged (``twin_mode=each``) or on ``min(Q1, Q2)`` (``min``); ``m_k`` masks windows that cross
 an episode end. ``beta L_VCR`` joins the critic loss (its gradient reaches encoder, transition model and -- unless
-``detach_q`` -- the critic).
+``detach_q`` -- the critic). ``transition=transformer`` swaps the MLP ``T`` for
+:class:`~rlkit.nets.latent.TransformerTransition` (vector latent in, LayerNorm + tanh out).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from rlkit.algorithm import ContinuousActionMixin, ReplaySpec, UpdateResult, td_
 from rlkit.algorithms.world_models.vcr import VCR, frozen
 from rlkit.algorithms.world_models.vcr_losses import action_value_consistency, check_switches
 from rlkit.errors import ConfigError
-from rlkit.nets import Augment, DrQEncoder, MLPTransition, QEnsemble, TanhGaussianHead, polyak_update
+from rlkit.nets import Augment, DrQEncoder, QEnsemble, TanhGaussianHead, make_transition, polyak_update
 from rlkit.optim import adam, step
 from rlkit.replay import window_rows
 from rlkit.utils import derive_seed
@@ -58,6 +59,7 @@ class VCRContinuous(ContinuousActionMixin, VCR):
                  *, discrete: Mapping[str, Any] | None = None, continuous: Mapping[str, Any] | None = None,
                  vcr_weight: float = 1.0, vcr_dist: str = "kl", vcr_space: str = "action_softmax",
                  vcr_temperature: float = 1.0, keep_spr_loss: bool = False, detach_q: bool = False,
+                 transition: str | None = None, transformer: Mapping[str, Any] | None = None,
                  seed: int = 0) -> None:
         super().__init__(observation_space, action_space, device)
         check_switches(vcr_dist, vcr_space)
@@ -67,7 +69,8 @@ class VCRContinuous(ContinuousActionMixin, VCR):
         if keep_spr_loss:
             raise ConfigError("algo.keep_spr_loss applies to the SPR base (discrete actions); set it to false on "
                               "dmc-<domain>_<task>")
-        self._configure(observation_space, action_space, seed, **dict(continuous or {}))
+        self._configure(observation_space, action_space, seed, transition=transition or "mlp",
+                        transformer=transformer, **dict(continuous or {}))
         self.vcr_weight, self.vcr_dist, self.vcr_temperature = float(vcr_weight), vcr_dist, float(vcr_temperature)
         self.detach_q = bool(detach_q)
 
@@ -78,7 +81,8 @@ class VCRContinuous(ContinuousActionMixin, VCR):
                    actor_update_every: int = 2, target_update_every: int = 2, init_temperature: float = 0.1,
                    target_augs: int = 2, q_augs: int = 2, shift_pad: int = 4, prediction_depth: int = 5,
                    transition_hidden: Sequence[int] = (1024,), policy_actions: int = 10,
-                   include_replayed_action: bool = True, twin_mode: str = "each") -> None:
+                   include_replayed_action: bool = True, twin_mode: str = "each", transition: str = "mlp",
+                   transformer: Mapping[str, Any] | None = None) -> None:
         shape = tuple(observation_space.shape or ())
         if not isinstance(action_space, gym.spaces.Box):
             raise ConfigError(f"VCR's continuous variant needs a Box action space, got {action_space}")
@@ -97,7 +101,9 @@ class VCRContinuous(ContinuousActionMixin, VCR):
         self.critic = QEnsemble(feature_dim, act_dim, hidden, 2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = TanhGaussianHead(feature_dim, act_dim, hidden, log_std_min=-10.0, log_std_max=2.0).to(self.device)
-        self.transition = MLPTransition(feature_dim, act_dim, transition_hidden).to(self.device)
+        self.transition = make_transition(transition, (feature_dim,), act_dim, discrete=False,
+                                          horizon=int(prediction_depth), hidden=transition_hidden,
+                                          transformer=transformer).to(self.device)
         self.log_alpha = torch.tensor(float(np.log(init_temperature)), device=self.device, requires_grad=True)
         self.critic_opt = adam([*self.encoder.parameters(), *self.critic.parameters(),
                                 *self.transition.parameters()], lr)

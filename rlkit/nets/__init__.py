@@ -11,7 +11,9 @@ from rlkit.nets.latent import (
     DrQEncoder,
     MLPTransition,
     NatureEncoder,
+    TransformerTransition,
     TransitionModel,
+    make_transition,
     renormalize,
 )
 from rlkit.nets.mlp import MLP, EnsembleLinear, EnsembleMLP, QEnsemble, polyak_update
@@ -26,7 +28,9 @@ __all__ = [
     "MLPTransition",
     "NatureEncoder",
     "NoisyLinear",
+    "TransformerTransition",
     "TransitionModel",
+    "make_transition",
     "categorical_projection",
     "intensity",
     "random_shift",

@@ -20,7 +20,7 @@ import numpy as np
 from rlkit import envs
 from rlkit.regimes.base import Regime, build_algorithm, env_kwargs
 from rlkit.regimes.sampling import build_samplers, enable_priority_feedback, priority_metrics
-from rlkit.replay import ColumnarStorage, ReplayBuffer
+from rlkit.replay import ColumnarStorage, FrameStorage, ReplayBuffer, is_pixel_pair
 from rlkit.utils import derive_seed
 
 
@@ -74,7 +74,8 @@ class OnlineRegime(Regime):
         spec = self.algo.replay_spec(int(cfg.seed))
         columns = spec.columns if spec.columns is not None else default_columns(obs_space, act_space)
         capacity = int(cfg.train.buffer_capacity or self.default_capacity)
-        storage = ColumnarStorage(capacity, columns, device=self.device if self.device.type == "cuda" else None)
+        kind = FrameStorage if is_pixel_pair(columns) else ColumnarStorage  # pixels: each frame stored once
+        storage = kind(capacity, columns, device=self.device if self.device.type == "cuda" else None)
         sampler, extra = build_samplers(cfg)
         return ReplayBuffer(storage, sampler, device=self.device, extra_samplers={**extra, **spec.extra_samplers},
                             nstep=spec.nstep, gamma=spec.gamma)

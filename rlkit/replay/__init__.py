@@ -7,10 +7,14 @@ Typical use::
     buffer.add(obs=o, action=a, reward=r, next_obs=o2, terminated=term, truncated=trunc)
     batch = buffer.sample(256)            # Batch: batch.obs, ..., batch.indices, batch.weights
     buffer.update_priorities(batch.indices, td_error.abs())
+
+Pixel transitions (uint8 ``obs`` / ``next_obs`` images) go to :class:`FrameStorage`, which keeps each frame
+once and returns the same batches.
 """
 
 from rlkit.replay.batch import Batch
 from rlkit.replay.buffer import ReplayBuffer, nstep_targets, transition_columns, window_rows
+from rlkit.replay.frames import FrameStorage, is_pixel_pair
 from rlkit.replay.samplers import (
     SAMPLERS,
     PrioritizedSampler,
@@ -27,6 +31,7 @@ __all__ = [
     "SAMPLERS",
     "Batch",
     "ColumnarStorage",
+    "FrameStorage",
     "PrioritizedSampler",
     "ReplayBuffer",
     "Sampler",
@@ -35,6 +40,7 @@ __all__ = [
     "UniformSampler",
     "WeightedSampler",
     "batch_dtype",
+    "is_pixel_pair",
     "make_sampler",
     "nstep_targets",
     "transition_columns",

@@ -167,6 +167,10 @@ class ColumnarStorage:
         rows of the wrong shape, unequal row counts and lossy dtype casts raise :class:`ConfigError`.
         """
         values, n = self._validate_rows(columns)
+        return self._write_rows(values, n)
+
+    def _write_rows(self, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """Write ``n`` validated rows of ``values`` at the cursor; advance the counters (see :meth:`add`)."""
         start = self.cursor
         indices = (start + np.arange(n, dtype=np.int64)) % self.capacity
         keep = min(n, self.capacity)
@@ -274,6 +278,10 @@ class ColumnarStorage:
     def physical_to_logical(self, indices: np.ndarray) -> np.ndarray:
         """Physical row indices -> insertion-order positions (0 = oldest stored row)."""
         return (np.asarray(indices) - self.oldest) % self.capacity
+
+    def nbytes(self) -> int:
+        """Host bytes of the ring arrays (the whole capacity, filled or not)."""
+        return int(sum(a.nbytes for a in self.arrays.values()))
 
     def __len__(self) -> int:
         return self.size
