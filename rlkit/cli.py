@@ -2,7 +2,8 @@
 
     rlkit train algo=NAME env=NAME [key=value ...]     train one run (Hydra overrides)
     rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib, or hydra/launcher=slurm)
-    rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy
+    rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy (--video: MP4 per episode)
+    rlkit dream RUN_DIR [--context 8 --horizon 32]      a world model's dreams next to reality (STORM)
     rlkit list [algos|envs|samplers|addons]             registered options with descriptions
     rlkit report RUN_DIR [RUN_DIR ...]                  aggregate runs into tables and curves
 
@@ -273,11 +274,15 @@ def cmd_eval(args: list[str]) -> int:
     parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest in RUN_DIR)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
     parser.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    parser.add_argument("--video", action="store_true",
+                        help="record every episode to RUN_DIR/videos/step_<k>/episode_<j>_return_<R>.mp4")
+    parser.add_argument("--video-size", type=int, default=None,
+                        help="frame side of MuJoCo/dm_control videos (default: the run's eval.video_size)")
     ns = _parse(parser, args)
     from rlkit.reeval import reevaluate
 
     result = reevaluate(ns.run_dir, episodes=ns.episodes, checkpoint=ns.checkpoint, device=ns.device,
-                        seed=ns.seed)
+                        seed=ns.seed, video=ns.video, video_size=ns.video_size)
     print(json.dumps(result, indent=2))
     return 0
 
