@@ -4,7 +4,7 @@
 * dm_control (``urlb-*`` states and ``dmc-*`` pixels): ``physics.render`` with the task's camera (the one its
   pixel observations use: camera 0, quadruped 2, jaco ``front_close``) at ``size`` x ``size``;
 * gymnasium MuJoCo (hopper, halfcheetah, walker2d, ant, gymnasium-robotics AntMaze): the env's own offscreen
-  renderer and default camera (it tracks the body), at ``size`` x ``size``;
+  renderer and default camera (it tracks the body), at ``size`` x ``size``, without shadows and reflections;
 * D4RL AntMaze (rebuilt on MuJoCo 3): a top-down camera over the whole maze;
 * TinyCatch: its grid image, scaled up by pixel repetition;
 * any other gymnasium env built with ``render_mode="rgb_array"``: ``env.render()``.
@@ -27,6 +27,15 @@ import gymnasium as gym  # noqa: E402
 
 #: frame side of rendered MuJoCo / dm_control videos (pixels)
 DEFAULT_SIZE = 256
+
+
+def _without_shadows(scene) -> None:
+    """Turn off shadows and reflections in a MuJoCo scene: a software OpenGL (Mesa llvmpipe, the usual headless
+    EGL) renders them ~15x slower than the frame itself."""
+    import mujoco
+
+    scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
 class FrameRenderer:
@@ -71,6 +80,8 @@ class FrameRenderer:
             renderer = u.mujoco_renderer
             if renderer.viewer is None:  # the offscreen buffer is made at the first render, at this size
                 renderer.width = renderer.height = self.size
+                renderer.render("rgb_array")
+                _without_shadows(renderer.viewer.scn)
             return lambda: renderer.render("rgb_array")
         if u.render_mode == "rgb_array":
             return self.env.render
@@ -84,6 +95,7 @@ class FrameRenderer:
         u = self.env.unwrapped
         if self._maze_renderer is None:
             self._maze_renderer = mujoco.Renderer(u.model, self.size, self.size)
+            _without_shadows(self._maze_renderer.scene)
             self._camera = mujoco.MjvCamera()
             extent = u.model.stat.extent
             self._camera.lookat[:] = u.model.stat.center
