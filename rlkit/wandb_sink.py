@@ -54,17 +54,21 @@ class WandbSink:
         self.wandb = wandb
         self.run_dir = Path(run_dir)
         id_path = self.run_dir / ID_FILE
-        run_id = id_path.read_text().strip() if id_path.exists() else wandb.util.generate_id()
+        run_id = id_path.read_text().strip() if id_path.exists() else None
         mode = os.environ.get("WANDB_MODE") or ("online" if _online(wandb) else "offline")
         self.run = wandb.init(project=project, entity=entity, group=group, tags=list(tags) or None,
-                              config=dict(config or {}), name=name, id=run_id, resume="allow",
-                              dir=str(self.run_dir), mode=mode)
+                              config=dict(config or {}), name=name, id=run_id,
+                              resume="allow" if run_id else None, dir=str(self.run_dir), mode=mode,
+                              settings=wandb.Settings(silent=True))
+        run_id = self.run.id
         if not id_path.exists():
             atomic_write_text(id_path, run_id + "\n")
         self.offline = mode == "offline"
         if self.offline:
-            print(f"rlkit: W&B run {run_id} is logged offline in {self.run_dir / 'wandb'}; upload it with "
-                  f"`wandb sync {self.run.dir.rsplit('/files', 1)[0]}`", file=sys.stderr)
+            print(f"rlkit: W&B run {run_id} is logged offline (no network or no API key); upload it with "
+                  f"`wandb sync {Path(self.run.dir).parent}`", file=sys.stderr)
+        else:
+            print(f"rlkit: W&B run {self.run.url}", file=sys.stderr)
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         self.run.log(dict(values), step=int(step))
