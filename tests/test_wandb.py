@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,17 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_offline_run(run_dir: Path) -> dict:
+def read_offline_run(run_dir: Path, timeout: float = 60.0) -> dict:
+    """The run, config, history rows and summary of the offline run in ``run_dir`` (waits, bounded, for W&B's
+    service process to write the run's last record: it flushes the file after ``finish()`` returns)."""
     (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + timeout
+    records = list(wandb_records(path))
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = list(wandb_records(path))
     out = {"history": [], "summary": {}, "dir": path.parent}
-    for record in wandb_records(path):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["run"] = record.run
