@@ -30,7 +30,9 @@ What it implements:
   exact resume (the default collects them from the attributes);
 * optional hooks with do-nothing defaults: ``on_dataset(dataset)``, ``reset_state(state, done)``,
   ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM), ``begin_phase(phase)`` (the
-  ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``).
+  ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``),
+  ``dream(obs, action, context, seed) -> Dream | None`` (``rlkit dream``: a world model that decodes frames
+  reconstructs a logged context and imagines the rest open-loop under the logged actions).
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ class DiagnosticsCritic:
     reward: Callable[[torch.Tensor], torch.Tensor] = lambda r: r
 
 
+@dataclass
+class Dream:
+    """A world model's version of a logged sequence of ``T`` steps (``rlkit dream``): for ``t < context`` the
+    reconstruction of frame ``o_t``, after it the frame predicted open-loop from the context and the logged
+    actions; ``reward[t]`` and ``termination[t]`` are the predictions of ``r_t`` and of P(episode ends at
+    ``t``) (after action ``a_t``), which the dream reel shows next to the logged ones."""
+
+    frames: np.ndarray       # [T, H, W, 3] uint8
+    reward: np.ndarray       # [T] float
+    termination: np.ndarray  # [T] float in [0, 1]
+
+
 class Algorithm:
     """Base class of every algorithm (the contract in the module docstring): attribute-driven
     ``state_dict``, device handling, and the do-nothing defaults of the optional hooks."""
@@ -146,6 +160,11 @@ class Algorithm:
 
     def critic_for_diagnostics(self) -> DiagnosticsCritic | None:
         """The critic SEEM analyses, or None when the algorithm has none."""
+        return None
+
+    def dream(self, obs: np.ndarray, action: np.ndarray, context: int, seed: int = 0) -> Dream | None:
+        """The world model's :class:`Dream` of the logged frames ``obs`` [T, H, W, C] uint8 under the logged
+        ``action`` [T], reconstructing the first ``context`` frames; None without a frame decoder."""
         return None
 
     # ------------------------------------------------------------------ persistence

@@ -86,6 +86,7 @@ def _dispatch(argv: list[str]) -> int:
         "eval": cmd_eval,
         "list": cmd_list,
         "report": cmd_report,
+        "dream": cmd_dream,
     }
     for name, target in (("data", "rlkit.data.cli:cmd_data"), ("diagnose", "rlkit.diagnostics.cli:cmd_diagnose")):
         module, func = target.split(":")
@@ -283,6 +284,28 @@ def cmd_eval(args: list[str]) -> int:
 
     result = reevaluate(ns.run_dir, episodes=ns.episodes, checkpoint=ns.checkpoint, device=ns.device,
                         seed=ns.seed, video=ns.video, video_size=ns.video_size)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- dream
+def cmd_dream(args: list[str]) -> int:
+    parser = ArgumentParser(prog="rlkit dream",
+                            description="A world model's reconstructions and open-loop dreams next to the logged "
+                                        "frames (MP4 + PNG strip in RUN_DIR/dreams/step_<k>/).")
+    parser.add_argument("run_dir")
+    parser.add_argument("--context", type=int, default=8, help="logged frames the model reconstructs (default 8)")
+    parser.add_argument("--horizon", type=int, default=32, help="steps it imagines after them (default 32)")
+    parser.add_argument("--start", type=int, default=None,
+                        help="first replay step of the window (default: the most recent window)")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest in RUN_DIR)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default 0)")
+    ns = _parse(parser, args)
+    from rlkit.evaluation.dream import dream_run
+
+    result = dream_run(ns.run_dir, context=ns.context, horizon=ns.horizon, start=ns.start,
+                       checkpoint=ns.checkpoint, device=ns.device, seed=ns.seed)
     print(json.dumps(result, indent=2))
     return 0
 
