@@ -154,12 +154,13 @@ def learning_curves(summaries: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(env)
         ax.set_xlabel("step")
         if boundaries.get(env):
-            first = min(boundaries[env])
-            ax.axvspan(ax.get_xlim()[0], first, color="0.9", zorder=0)
+            first, left = min(boundaries[env]), ax.get_xlim()[0]
+            ax.axvspan(left, first, color="0.92", zorder=0)
+            ax.set_xlim(left=left)
             for b in sorted(boundaries[env]):
                 ax.axvline(b, color="k", linestyle="--", linewidth=1)
-            ax.text(first, 1.0, " offline | online", transform=ax.get_xaxis_transform(), ha="center",
-                    va="bottom", fontsize=7)
+            for text, align in (("offline ", "right"), (" online", "left")):
+                ax.text(first, 0.97, text, transform=ax.get_xaxis_transform(), ha=align, va="top", fontsize=8)
             ax.set_xlabel("offline gradient steps | online env steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
