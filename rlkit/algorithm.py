@@ -14,7 +14,9 @@ What an algorithm declares (class attributes):
   it fits, checked against the env config before anything is built;
 * ``provides_priorities`` -- whether ``update`` can return per-row TD-error priorities, so that a sampler
   that learns priorities (``sampler=per``) can be used; otherwise that sampler is refused;
-* ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears.
+* ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears;
+* ``decodes_frames`` -- whether it has a world model that decodes frames, so ``rlkit dream`` can draw it
+  (:meth:`Algorithm.dream`); latent world models (SPR, VCR) do not and are refused.
 
 What it implements:
 
@@ -31,8 +33,8 @@ What it implements:
 * optional hooks with do-nothing defaults: ``on_dataset(dataset)``, ``reset_state(state, done)``,
   ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM), ``begin_phase(phase)`` (the
   ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``),
-  ``dream(obs, action, context, seed) -> Dream | None`` (``rlkit dream``: a world model that decodes frames
-  reconstructs a logged context and imagines the rest open-loop under the logged actions).
+  ``dream(obs, action, context, seed) -> Dream`` (``rlkit dream``: a world model that declares
+  ``decodes_frames`` reconstructs a logged context and imagines the rest open-loop under the logged actions).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class Algorithm:
     action: ClassVar[str] = "continuous"
     provides_priorities: ClassVar[bool] = False
     recurrent: ClassVar[bool] = False
+    decodes_frames: ClassVar[bool] = False
     #: extra state-dict attribute names that are plain Python values (counters, flags)
     state_attributes: ClassVar[tuple[str, ...]] = ()
 
@@ -162,10 +165,10 @@ class Algorithm:
         """The critic SEEM analyses, or None when the algorithm has none."""
         return None
 
-    def dream(self, obs: np.ndarray, action: np.ndarray, context: int, seed: int = 0) -> Dream | None:
+    def dream(self, obs: np.ndarray, action: np.ndarray, context: int, seed: int = 0) -> Dream:
         """The world model's :class:`Dream` of the logged frames ``obs`` [T, H, W, C] uint8 under the logged
-        ``action`` [T], reconstructing the first ``context`` frames; None without a frame decoder."""
-        return None
+        ``action`` [T], reconstructing the first ``context`` frames (algorithms that declare ``decodes_frames``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no frame decoder (decodes_frames=False)")
 
     # ------------------------------------------------------------------ persistence
     def _stateful_attributes(self) -> dict[str, Any]:

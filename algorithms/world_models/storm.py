@@ -104,6 +104,7 @@ class STORM(Algorithm):
     observation = "pixels"
     action = "discrete"
     recurrent = True
+    decodes_frames = True
     state_attributes = ("updates",)
 
     def __init__(

@@ -44,11 +44,14 @@ def logged_steps(payload: dict[str, Any]) -> dict[str, np.ndarray]:
 def load_run(run_dir: Path, checkpoint: str | None, device: str | None):
     """The run's config, its algorithm with the checkpoint's weights, and the checkpoint payload."""
     from rlkit import envs
-    from rlkit.regimes.base import build_algorithm, eval_env_kwargs
+    from rlkit.regimes.base import algorithm_class, build_algorithm, eval_env_kwargs
 
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"'{run_dir}' is not an rlkit run directory (no config.yaml)")
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    if not algorithm_class(cfg).decodes_frames:
+        raise ConfigError(f"algo={cfg.algo.get('name')} has no frame decoder (its world model, if any, is latent), so "
+                          "it has no dreams to draw; `rlkit dream` draws world models that decode frames (algo=storm)")
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"no checkpoint in '{run_dir / 'checkpoints'}'; pass --checkpoint PATH")
@@ -150,9 +153,6 @@ def dream_run(run_dir: str | Path, context: int = 8, horizon: int = 32, start: i
                           f"{n - length}]; change --start, --context or --horizon")
     window = {k: v[first:first + length] for k, v in rows.items()}
     dream = algo.dream(window["obs"], window["action"], context, seed=seed)
-    if dream is None:
-        raise ConfigError(f"algo={cfg.algo.get('name')} has no frame decoder (a latent world model), so it has no "
-                          "dreams to draw; `rlkit dream` draws world models that decode frames (algo=storm)")
     done = window["terminated"].astype(bool)
     if "life_loss" in window:
         done |= window["life_loss"].astype(bool)
