@@ -16,6 +16,8 @@ see :mod:`rlkit.envs.gl`; ``osmesa`` works too).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from rlkit.envs import gl
@@ -27,6 +29,13 @@ import gymnasium as gym  # noqa: E402
 
 #: frame side of rendered MuJoCo / dm_control videos (pixels)
 DEFAULT_SIZE = 256
+
+
+def _instance(env: gym.Env, module: str, cls: str) -> bool:
+    """``isinstance(env, module.cls)`` without importing ``module`` (a simulator) when it is not loaded: an env of
+    that class exists only if it is."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(env, getattr(loaded, cls))
 
 
 def _without_shadows(scene) -> None:
@@ -52,12 +61,11 @@ class FrameRenderer:
     @staticmethod
     def _fps(env: gym.Env) -> float:
         u = env.unwrapped
-        kind = type(u).__module__
-        if kind.startswith("ale_py"):  # 60 emulator frames per second, one agent step per frame skip
+        if _instance(u, "ale_py.env", "AtariEnv"):  # 60 emulator frames per second, one agent step per frame skip
             return 60.0 / int(env.get_wrapper_attr("frame_skip"))
-        if kind == "rlkit.envs.dmc":
+        if _instance(u, "rlkit.envs.dmc", "DMCEnv"):
             return 1.0 / (u.dm_env.control_timestep() * u.action_repeat)
-        if kind == "rlkit.envs.antmaze":
+        if _instance(u, "rlkit.envs.antmaze", "D4RLAntMazeEnv"):
             return 1.0 / u.dt
         return float(u.metadata.get("render_fps") or 30.0)
 
@@ -67,12 +75,11 @@ class FrameRenderer:
         if isinstance(u, TinyCatchEnv):
             scale = max(1, self.size // max(u.observation_space.shape[:2]))
             return lambda: np.repeat(np.repeat(u.render(), scale, axis=0), scale, axis=1)
-        kind = type(u).__module__
-        if kind.startswith("ale_py"):
+        if _instance(u, "ale_py.env", "AtariEnv"):
             return u.ale.getScreenRGB
-        if kind == "rlkit.envs.dmc":
+        if _instance(u, "rlkit.envs.dmc", "DMCEnv"):
             return lambda: u.physics.render(height=self.size, width=self.size, camera_id=u.camera)
-        if kind == "rlkit.envs.antmaze":
+        if _instance(u, "rlkit.envs.antmaze", "D4RLAntMazeEnv"):
             return self._maze_top_down
         from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
@@ -90,18 +97,18 @@ class FrameRenderer:
                        "env.kwargs.render_mode=rgb_array")
 
     def _maze_top_down(self) -> np.ndarray:
-        import mujoco
+        # gymnasium's offscreen viewer picks the GL backend from MUJOCO_GL when it is made (mujoco.Renderer would
+        # use the one chosen when mujoco was first imported, possibly before MUJOCO_GL was set)
+        from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer
 
         u = self.env.unwrapped
         if self._maze_renderer is None:
-            self._maze_renderer = mujoco.Renderer(u.model, self.size, self.size)
-            _without_shadows(self._maze_renderer.scene)
-            self._camera = mujoco.MjvCamera()
-            extent = u.model.stat.extent
-            self._camera.lookat[:] = u.model.stat.center
-            self._camera.distance, self._camera.elevation, self._camera.azimuth = 1.1 * extent, -90.0, 90.0
-        self._maze_renderer.update_scene(u.data, camera=self._camera)
-        return self._maze_renderer.render()
+            self._maze_renderer = OffScreenViewer(u.model, u.data, self.size, self.size)
+            _without_shadows(self._maze_renderer.scn)
+            camera = self._maze_renderer.cam
+            camera.lookat[:] = u.model.stat.center
+            camera.distance, camera.elevation, camera.azimuth = 1.1 * u.model.stat.extent, -90.0, 90.0
+        return self._maze_renderer.render("rgb_array")
 
     def __call__(self) -> np.ndarray:
         try:

@@ -33,14 +33,13 @@ def _import_wandb():
 def _online(wandb, host: str = "api.wandb.ai", timeout: float = 3.0) -> bool:
     """Whether W&B's server answers and an API key is configured."""
     try:
-        if not wandb.Api(timeout=timeout).api_key:
-            return False
-    except Exception:  # no key configured (wandb raises UsageError) or no settings file
+        with socket.create_connection((host, 443), timeout=timeout):
+            pass
+    except OSError:
         return False
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
+        return bool(wandb.Api(timeout=timeout).api_key)
+    except Exception:  # no key configured (wandb raises UsageError) or no settings file
         return False
 
 

@@ -188,3 +188,20 @@ def test_video_interval_records_first_eval_episode(compose_cfg, tmp_path):
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
     gifs = events.Images("eval/video")
     assert [g.step for g in gifs] == [20, 40] and all(g.encoded_image_string[:6] == b"GIF89a" for g in gifs)
+
+
+@needs_gl
+def test_antmaze_videos_look_down_on_the_maze():
+    from rlkit.envs.render import FrameRenderer
+
+    env = envs.make("antmaze-umaze")
+    env.reset(seed=0)
+    renderer = FrameRenderer(env, 48)
+    first = renderer()
+    for _ in range(5):
+        env.step(np.ones(8, np.float32))
+    moved = renderer()
+    renderer.close()
+    assert first.shape == (48, 48, 3) and first.std() > 10  # walls on the floor, not a blank frame
+    assert not np.array_equal(first, moved)  # the ant moves under the fixed camera
+    assert FrameRenderer(env, 48).fps == pytest.approx(1 / env.unwrapped.dt)
