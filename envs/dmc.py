@@ -32,28 +32,19 @@ The adapter (:class:`DMCEnv`), following URLB's wrapper stack (released code):
 * seeding: the task's ``RandomState`` is seeded from ``seed=`` at construction and re-seeded in place by
   ``reset(seed=s)``, so equal seeds give equal episodes.
 
-On Linux without a display, ``MUJOCO_GL`` defaults to ``egl`` when libEGL is present (set before
+On Linux without a display, ``MUJOCO_GL`` defaults to ``egl`` when libEGL is present (:mod:`rlkit.envs.gl`, before
 dm_control is imported; an explicit ``MUJOCO_GL`` always wins).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes.util
 import math
-import os
-import sys
 from collections import deque
 from typing import Any
 
-if (sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY")
-        and ctypes.util.find_library("EGL")):
-    os.environ["MUJOCO_GL"] = "egl"
-if os.environ.get("MUJOCO_GL") == "egl":
-    # Mesa's EGL drags in its own LLVM; if Triton (used by torch.compile and rlkit's kernels) is loaded after
-    # it, the two LLVM copies clash and the process segfaults. Loading Triton first is safe.
-    with contextlib.suppress(ImportError):
-        import triton  # noqa: F401
+from rlkit.envs import gl
+
+gl.choose_backend()
 
 import dm_env  # noqa: E402
 import gymnasium as gym  # noqa: E402
@@ -175,9 +166,8 @@ class DMCEnv(gym.Env):
         try:
             frame = self.physics.render(height=self.image_size, width=self.image_size, camera_id=self.camera)
         except Exception as exc:  # no OpenGL backend: a setup problem, not a bug
-            raise EnvError(f"pixel observations need MuJoCo rendering, which failed ({exc}); install an OpenGL "
-                           "backend -- EGL (Debian/Ubuntu: apt install libegl1 libgl1-mesa-dri, then MUJOCO_GL=egl) or "
-                           "OSMesa (apt install libosmesa6, then MUJOCO_GL=osmesa) -- or use obs_type='states'"
+            raise EnvError(f"pixel observations need MuJoCo rendering, which failed ({exc}); {gl.HELP} "
+                           "-- or use obs_type='states'"
                            ) from exc
         return np.ascontiguousarray(frame.transpose(2, 0, 1))
 

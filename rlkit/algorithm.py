@@ -14,7 +14,9 @@ What an algorithm declares (class attributes):
   it fits, checked against the env config before anything is built;
 * ``provides_priorities`` -- whether ``update`` can return per-row TD-error priorities, so that a sampler
   that learns priorities (``sampler=per``) can be used; otherwise that sampler is refused;
-* ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears.
+* ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears;
+* ``decodes_frames`` -- whether it has a world model that decodes frames, so ``rlkit dream`` can draw it
+  (:meth:`Algorithm.dream`); latent world models (SPR, VCR) do not and are refused.
 
 What it implements:
 
@@ -30,7 +32,9 @@ What it implements:
   exact resume (the default collects them from the attributes);
 * optional hooks with do-nothing defaults: ``on_dataset(dataset)``, ``reset_state(state, done)``,
   ``critic_for_diagnostics() -> DiagnosticsCritic | None`` (SEEM), ``begin_phase(phase)`` (the
-  ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``).
+  ``offline_to_online`` regime names the phase that starts: ``"offline"`` or ``"online"``),
+  ``dream(obs, action, context, seed) -> Dream`` (``rlkit dream``: a world model that declares
+  ``decodes_frames`` reconstructs a logged context and imagines the rest open-loop under the logged actions).
 """
 
 from __future__ import annotations
@@ -96,6 +100,18 @@ class DiagnosticsCritic:
     reward: Callable[[torch.Tensor], torch.Tensor] = lambda r: r
 
 
+@dataclass
+class Dream:
+    """A world model's version of a logged sequence of ``T`` steps (``rlkit dream``): for ``t < context`` the
+    reconstruction of frame ``o_t``, after it the frame predicted open-loop from the context and the logged
+    actions; ``reward[t]`` and ``termination[t]`` are the predictions of ``r_t`` and of P(episode ends at
+    ``t``) (after action ``a_t``), which the dream reel shows next to the logged ones."""
+
+    frames: np.ndarray       # [T, H, W, 3] uint8
+    reward: np.ndarray       # [T] float
+    termination: np.ndarray  # [T] float in [0, 1]
+
+
 class Algorithm:
     """Base class of every algorithm (the contract in the module docstring): attribute-driven
     ``state_dict``, device handling, and the do-nothing defaults of the optional hooks."""
@@ -105,6 +121,7 @@ class Algorithm:
     action: ClassVar[str] = "continuous"
     provides_priorities: ClassVar[bool] = False
     recurrent: ClassVar[bool] = False
+    decodes_frames: ClassVar[bool] = False
     #: extra state-dict attribute names that are plain Python values (counters, flags)
     state_attributes: ClassVar[tuple[str, ...]] = ()
 
@@ -147,6 +164,11 @@ class Algorithm:
     def critic_for_diagnostics(self) -> DiagnosticsCritic | None:
         """The critic SEEM analyses, or None when the algorithm has none."""
         return None
+
+    def dream(self, obs: np.ndarray, action: np.ndarray, context: int, seed: int = 0) -> Dream:
+        """The world model's :class:`Dream` of the logged frames ``obs`` [T, H, W, C] uint8 under the logged
+        ``action`` [T], reconstructing the first ``context`` frames (algorithms that declare ``decodes_frames``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no frame decoder (decodes_frames=False)")
 
     # ------------------------------------------------------------------ persistence
     def _stateful_attributes(self) -> dict[str, Any]:

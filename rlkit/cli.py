@@ -2,7 +2,8 @@
 
     rlkit train algo=NAME env=NAME [key=value ...]     train one run (Hydra overrides)
     rlkit train -m seed=0,1,2 algo=iql env=...          a multirun sweep (joblib, or hydra/launcher=slurm)
-    rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy
+    rlkit eval RUN_DIR [--episodes N] [--checkpoint P]  re-evaluate a saved policy (--video: MP4 per episode)
+    rlkit dream RUN_DIR [--context 8 --horizon 32]      a world model's dreams next to reality (STORM)
     rlkit list [algos|envs|samplers|addons]             registered options with descriptions
     rlkit report RUN_DIR [RUN_DIR ...]                  aggregate runs into tables and curves
 
@@ -33,6 +34,8 @@ common overrides:
   train.batch_size=INT     minibatch size
   eval.interval=INT        steps between evaluations (0: final only)
   eval.episodes=INT        episodes per evaluation
+  eval.video_interval=INT  record the first evaluation episode every INT steps (RUN_DIR/videos, TensorBoard)
+  logger.wandb=true        also log to Weights & Biases (pip install -e ".[wandb]"; offline without network)
   run_dir=PATH             where the run is written (default runs/<env>/<algo>/seed<seed>-<time>)
   resume=true              continue the newest checkpoint in run_dir, bit for bit on CPU
   resume=auto              continue it if run_dir holds one, else start (requeued cluster jobs)
@@ -85,6 +88,7 @@ def _dispatch(argv: list[str]) -> int:
         "eval": cmd_eval,
         "list": cmd_list,
         "report": cmd_report,
+        "dream": cmd_dream,
     }
     for name, target in (("data", "rlkit.data.cli:cmd_data"), ("diagnose", "rlkit.diagnostics.cli:cmd_diagnose")):
         module, func = target.split(":")
@@ -273,11 +277,37 @@ def cmd_eval(args: list[str]) -> int:
     parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest in RUN_DIR)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
     parser.add_argument("--seed", type=int, default=None, help="episode seed base (default: the run's)")
+    parser.add_argument("--video", action="store_true",
+                        help="record every episode to RUN_DIR/videos/step_<k>/episode_<j>_return_<R>.mp4")
+    parser.add_argument("--video-size", type=int, default=None,
+                        help="frame side of MuJoCo/dm_control videos (default: the run's eval.video_size)")
     ns = _parse(parser, args)
     from rlkit.reeval import reevaluate
 
     result = reevaluate(ns.run_dir, episodes=ns.episodes, checkpoint=ns.checkpoint, device=ns.device,
-                        seed=ns.seed)
+                        seed=ns.seed, video=ns.video, video_size=ns.video_size)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- dream
+def cmd_dream(args: list[str]) -> int:
+    parser = ArgumentParser(prog="rlkit dream",
+                            description="A world model's reconstructions and open-loop dreams next to the logged "
+                                        "frames (MP4 + PNG strip in RUN_DIR/dreams/step_<k>/).")
+    parser.add_argument("run_dir")
+    parser.add_argument("--context", type=int, default=8, help="logged frames the model reconstructs (default 8)")
+    parser.add_argument("--horizon", type=int, default=32, help="steps it imagines after them (default 32)")
+    parser.add_argument("--start", type=int, default=None,
+                        help="first replay step of the window (default: the most recent window)")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest in RUN_DIR)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default 0)")
+    ns = _parse(parser, args)
+    from rlkit.evaluation.dream import dream_run
+
+    result = dream_run(ns.run_dir, context=ns.context, horizon=ns.horizon, start=ns.start,
+                       checkpoint=ns.checkpoint, device=ns.device, seed=ns.seed)
     print(json.dumps(result, indent=2))
     return 0
 

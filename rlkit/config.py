@@ -40,7 +40,8 @@ ENUMS = {
 }
 #: keys that may differ between a checkpoint's config and the resumed run's config (the env's fit metadata
 #: describes the env named by env.name and changes nothing in a run; checkpoints written before it existed resume)
-RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "eval.episodes", "debug",
+RESUMABLE_KEYS = ("resume", "run_dir", "train.steps", "device", "logging", "logger", "eval.episodes",
+                  "eval.video_interval", "eval.video_size", "debug",
                   "checkpoint", "hydra", "env.observation", "env.action", "env.suite")
 
 

@@ -1,5 +1,6 @@
-"""Run logging: ``metrics.jsonl`` (one JSON object per log event), TensorBoard events under ``tb/``, and
-a progress bar with steps/s and the last evaluation score.
+"""Run logging: ``metrics.jsonl`` (one JSON object per log event), TensorBoard events under ``tb/`` (scalars,
+evaluation videos in the image tab, the resolved config in the text tab), optionally Weights & Biases
+(:mod:`rlkit.wandb_sink`), and a progress bar with steps/s and the last evaluation score.
 
 Metric values may be tensors: they are converted in one batched device->host transfer at log time, so
 training steps never synchronise with the host just to log.
@@ -61,7 +62,7 @@ class RunLogger:
     """Writes log events to JSONL and TensorBoard; keeps the best and last evaluation score."""
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None,
-                 elapsed: float = 0.0) -> None:
+                 elapsed: float = 0.0, wandb: Mapping[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -77,6 +78,14 @@ class RunLogger:
                 self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
             except ImportError:  # pragma: no cover - tensorboard is a dependency
                 print("rlkit: tensorboard not installed; writing metrics.jsonl only", file=sys.stderr)
+        config_path = self.run_dir / "config.yaml"
+        if self._tb is not None and resume_step is None and config_path.exists():
+            self._tb.add_text("config", "```yaml\n" + config_path.read_text() + "\n```", 0)
+        self._wandb = None
+        if wandb is not None:
+            from rlkit.wandb_sink import WandbSink
+
+            self._wandb = WandbSink(self.run_dir, **wandb)
 
     @property
     def elapsed(self) -> float:
@@ -92,7 +101,24 @@ class RunLogger:
             for key, value in values.items():
                 if math.isfinite(value):
                     self._tb.add_scalar(key, value, int(step))
+        if self._wandb is not None:
+            self._wandb.log(step, values)
         return values
+
+    def log_video(self, step: int, tag: str, frames: list[np.ndarray], fps: float, path: str | Path) -> None:
+        """An evaluation video: an animated GIF image summary in TensorBoard (what ``SummaryWriter.add_video``
+        writes, encoded with imageio as :func:`rlkit.evaluation.video.gif_bytes`) and the MP4 at ``path``
+        in W&B."""
+        if self._tb is not None:
+            from tensorboard.compat.proto.summary_pb2 import Summary
+
+            from rlkit.evaluation.video import gif_bytes
+
+            gif, h, w = gif_bytes(frames, fps)
+            image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif)
+            self._tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), int(step))
+        if self._wandb is not None:
+            self._wandb.log_video(step, tag, path, fps)
 
     def flush(self) -> None:
         self._file.flush()
@@ -104,6 +130,25 @@ class RunLogger:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+        """After :meth:`close` and ``summary.json``: hand the summary to W&B and end its run."""
+        if self._wandb is not None:
+            self._wandb.finish(summary)
+            self._wandb = None
+
+
+def wandb_settings(cfg) -> dict[str, Any] | None:
+    """The :class:`~rlkit.wandb_sink.WandbSink` keywords of a run config (``logger.*``), None with W&B off."""
+    node = cfg.get("logger")
+    if node is None or not node.get("wandb"):
+        return None
+    from omegaconf import OmegaConf
+
+    name = f"{cfg.env.get('name')}-{cfg.algo.get('name')}-seed{cfg.seed}"
+    return {"project": str(node.get("wandb_project") or "rlkit"), "entity": node.get("wandb_entity"),
+            "group": node.get("wandb_group"), "tags": [str(t) for t in node.get("wandb_tags") or []],
+            "config": OmegaConf.to_container(cfg, resolve=True), "name": name}
 
 
 def _truncate_after(path: Path, step: int) -> None:

@@ -1,5 +1,6 @@
 """``rlkit eval RUN_DIR``: rebuild a run's algorithm from its ``config.yaml``, load a checkpoint and
-evaluate it again with the run's evaluation protocol (same episode seeds unless ``--seed`` is given)."""
+evaluate it again with the run's evaluation protocol (same episode seeds unless ``--seed`` is given);
+``--video`` also records every episode to ``RUN_DIR/videos/step_<k>/`` (:mod:`rlkit.evaluation.video`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from omegaconf import OmegaConf
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import episode_seed_base, evaluate
+from rlkit.evaluation.video import EpisodeRecorder, write_episode_videos
 from rlkit.regimes.base import build_algorithm, eval_env_kwargs
 from rlkit.utils import resolve_device
 
 
 def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str | None = None,
-               device: str | None = None, seed: int | None = None) -> dict[str, Any]:
+               device: str | None = None, seed: int | None = None, video: bool = False,
+               video_size: int | None = None) -> dict[str, Any]:
     from rlkit import envs
 
     run_dir = Path(run_dir)
@@ -43,10 +46,19 @@ def reevaluate(run_dir: str | Path, episodes: int | None = None, checkpoint: str
         score = cfg.env.get("score") or {}
         base_seed = episode_seed_base(cfg.seed) if seed is None else seed
         n = int(episodes or cfg.eval.final_episodes or cfg.eval.episodes)
-        result = evaluate(algo, env, n, seed=base_seed, deterministic=bool(cfg.eval.deterministic),
-                          score_table=score.get("table"), score_task=score.get("task"),
-                          protocol=str(cfg.eval.get("protocol", "assigned")))
+        recorder = EpisodeRecorder(range(n), size=video_size or cfg.eval.get("video_size")) if video else None
+        try:
+            result = evaluate(algo, env, n, seed=base_seed, deterministic=bool(cfg.eval.deterministic),
+                              score_table=score.get("table"), score_task=score.get("task"),
+                              protocol=str(cfg.eval.get("protocol", "assigned")), recorder=recorder)
+            videos = write_episode_videos(recorder, result, run_dir, int(payload["step"])) if video else []
+        finally:
+            if recorder is not None:
+                recorder.close()
     finally:
         env.close()
-    return {"run_dir": str(run_dir), "checkpoint": str(ckpt), "step": int(payload["step"]),
-            **result.metrics(prefix=""), "returns": [float(x) for x in result.returns]}
+    out = {"run_dir": str(run_dir), "checkpoint": str(ckpt), "step": int(payload["step"]),
+           **result.metrics(prefix=""), "returns": [float(x) for x in result.returns]}
+    if video:
+        out["videos"] = [str(p) for p in videos]
+    return out

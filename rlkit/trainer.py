@@ -39,7 +39,8 @@ def resolve_auto_resume(cfg: DictConfig) -> None:
     cfg.resume = False
     if run_dir is None:
         return
-    leftovers = [run_dir / name for name in ("metrics.jsonl", "tb", "checkpoints", "summary.json")
+    leftovers = [run_dir / name for name in ("metrics.jsonl", "tb", "checkpoints", "summary.json", "videos", "wandb",
+                                             "wandb_run_id")
                  if (run_dir / name).exists()]
     if leftovers:
         aside = run_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"

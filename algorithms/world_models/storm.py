@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rlkit.algorithm import Algorithm, ReplaySpec, UpdateResult
+from rlkit.algorithm import Algorithm, Dream, ReplaySpec, UpdateResult
 from rlkit.algorithms.world_models.storm_losses import (
     BOOTSTRAP_MODES,
     FREE_BITS_MODES,
@@ -104,6 +104,7 @@ class STORM(Algorithm):
     observation = "pixels"
     action = "discrete"
     recurrent = True
+    decodes_frames = True
     state_attributes = ("updates",)
 
     def __init__(
@@ -411,6 +412,42 @@ class STORM(Algorithm):
         out = {f"agent/{k}": v.detach() for k, v in losses.items()}
         out["agent/grad_norm"] = grad_norm.detach()
         return out
+
+    @torch.no_grad()
+    def dream(self, obs: np.ndarray, action: np.ndarray, context: int, seed: int = 0) -> Dream:
+        """``rlkit dream``: reconstruct the context o_0..o_{c-1} (decoded posterior samples z_t ~ q(z_t | o_t)),
+        then roll the world model open-loop under the logged actions as imagination does (:meth:`imagine`, with
+        a_t logged instead of sampled from the policy): z_t ~ p(. | h_{t-1}), decoded; h_t = step(z_t, a_t).
+        Reward r_t and termination d_t are predicted from h_t (for t < c from the context pass). Latent samples
+        use a torch stream seeded with ``seed`` (the global stream is left untouched)."""
+        wm = self.world_model
+        T = len(action)
+        max_len = self.wm_cfg.transformer.max_len
+        if not 1 <= context <= T <= max_len:
+            raise ConfigError(f"a dream needs 1 <= context ({context}) <= context + horizon ({T}) <= "
+                              f"algo.transformer.max_len ({max_len}); shorten --context/--horizon")
+        wm.eval()
+        o = torch.as_tensor(np.asarray(obs), device=self.device)[None]
+        a = torch.as_tensor(np.asarray(action), device=self.device).long()[None]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
+            torch.manual_seed(seed)
+            z = wm.sample(wm.posterior_logits(o[:, :context]))
+            frames = [wm.decode(z)[0].float()]
+            h_ctx, cache = wm.prefill(z, a[:, :context], capacity=T)
+            hs = [h_ctx[0].float()]
+            h = h_ctx[:, -1]
+            for t in range(context, T):
+                z = wm.sample(wm.prior_logits(h.float()))
+                frames.append(wm.decode(z).float())
+                h, cache = wm.step(z, a[:, t], cache)
+                hs.append(h.float())
+            h_all = torch.cat(hs)
+            reward = wm.reward(h_all).float()
+            termination = torch.sigmoid(wm.termination_logit(h_all).float())
+        pixels = torch.cat(frames).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return Dream(frames=pixels.cpu().numpy(), reward=reward.cpu().numpy(),
+                     termination=termination.cpu().numpy())
 
     # ------------------------------------------------------------------ acting
     def initial_state(self, n: int) -> dict[str, Tensor]:

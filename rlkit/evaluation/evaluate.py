@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rlkit.evaluation.scores import normalize
+from rlkit.evaluation.video import EpisodeRecorder
 
 
 @dataclass
@@ -67,7 +68,7 @@ EVAL_PROTOCOLS: tuple[str, ...] = ("assigned", "first_finished")
 
 def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool = True,
              score_table: str | None = None, score_task: str | None = None,
-             protocol: str = "assigned") -> EvalResult:
+             protocol: str = "assigned", recorder: EpisodeRecorder | None = None) -> EvalResult:
     """Run ``episodes`` full episodes of ``algo`` on the sub-envs of ``env`` (autoreset disabled).
 
     Episodes are started in order on free sub-envs; the ``j``-th started episode is reset with seed
@@ -79,6 +80,9 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
       new episodes and the first ``episodes`` to *finish* are scored, in order of completion (sub-env
       index breaks ties within a step). Short episodes finish first, so with several sub-envs this
       favours them; it is there to reproduce the reference numbers.
+
+    ``recorder`` (an :class:`~rlkit.evaluation.video.EpisodeRecorder`) renders the frames of the episodes it
+    wants after every reset and step; rendering reads the simulators only, so the scores are unchanged.
     """
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"unknown evaluation protocol '{protocol}'; choose one of: {', '.join(EVAL_PROTOCOLS)}")
@@ -96,6 +100,8 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         obs, _ = env.reset(seed=seeds)
+        if recorder is not None:
+            recorder.capture(env, episode_of)
         state = None
         while (episode_of >= 0).any():
             action, state = algo.act(obs, state, deterministic=deterministic)
@@ -103,6 +109,8 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
             active = episode_of >= 0
             run_return[active] += reward[active]
             run_length[active] += 1
+            if recorder is not None:
+                recorder.capture(env, episode_of)
             done = terminated | truncated  # idle sub-envs that finish are reset too (the vector env insists)
             if not done.any():
                 continue
@@ -121,6 +129,8 @@ def evaluate(algo, env: gym.vector.VectorEnv, episodes: int, seed: int, determin
             if keep_playing and len(finished) >= episodes:
                 break  # the episodes still running are not scored
             new_obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": done})
+            if recorder is not None:
+                recorder.capture(env, episode_of, mask=done)
             obs = np.where(done.reshape(-1, *([1] * (obs.ndim - 1))), new_obs, obs)
             state = algo.reset_state(state, done)
     if not keep_playing:

@@ -103,22 +103,42 @@ def aggregate_rows(summaries: list[dict[str, Any]], reps: int) -> list[dict[str,
     return rows
 
 
+def phase_boundary(records: list[dict[str, Any]]) -> int | None:
+    """The step where an ``offline_to_online`` run's online phase starts: the last step logged in the
+    ``offline`` phase (its end-of-phase evaluation), when some record is tagged ``online``; else None."""
+    offline = [r["step"] for r in records if r.get("phase") == "offline"]
+    online = any(r.get("phase") == "online" for r in records)
+    return max(offline) if offline and online else None
+
+
+def curve_points(summaries: list[dict[str, Any]]):
+    """Per env and method, the runs' (steps, scores) evaluation curves; per env, the phase boundaries of its
+    ``offline_to_online`` runs (offline gradient steps, then online env steps, on one step axis)."""
+    curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
+    boundaries: dict[str, set[int]] = defaultdict(set)
+    for s in summaries:
+        metrics_path = Path(s["run_dir"]) / "metrics.jsonl"
+        if not metrics_path.exists():
+            continue
+        records = read_metrics(metrics_path)
+        key = "eval/normalized_score" if s.get("final_normalized_score") is not None else "eval/return_mean"
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            steps, values = map(np.array, zip(*points))
+            curves[s["env"]][method(s)].append((steps, values))
+            boundary = phase_boundary(records)
+            if boundary is not None:
+                boundaries[s["env"]].add(boundary)
+    return curves, boundaries
+
+
 def learning_curves(summaries: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
-    for s in summaries:
-        metrics_path = Path(s["run_dir"]) / "metrics.jsonl"
-        if not metrics_path.exists():
-            continue
-        key = "eval/normalized_score" if s.get("final_normalized_score") is not None else "eval/return_mean"
-        points = [(r["step"], r[key]) for r in read_metrics(metrics_path) if key in r]
-        if points:
-            steps, values = map(np.array, zip(*points))
-            curves[s["env"]][method(s)].append((steps, values))
+    curves, boundaries = curve_points(summaries)
     if not curves:
         return None
     envs = sorted(curves)
@@ -133,6 +153,15 @@ def learning_curves(summaries: list[dict[str, Any]], path: Path) -> Path | None:
                 ax.fill_between(grid, values.min(0), values.max(0), alpha=0.2)
         ax.set_title(env)
         ax.set_xlabel("step")
+        if boundaries.get(env):
+            first, left = min(boundaries[env]), ax.get_xlim()[0]
+            ax.axvspan(left, first, color="0.92", zorder=0)
+            ax.set_xlim(left=left)
+            for b in sorted(boundaries[env]):
+                ax.axvline(b, color="k", linestyle="--", linewidth=1)
+            for text, align in (("offline ", "right"), (" online", "left")):
+                ax.text(first, 0.97, text, transform=ax.get_xaxis_transform(), ha=align, va="top", fontsize=8)
+            ax.set_xlabel("offline gradient steps | online env steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("score")

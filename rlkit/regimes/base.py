@@ -26,7 +26,8 @@ from rlkit.checkpoint import checkpoint_path, load_latest_intact, save_checkpoin
 from rlkit.config import config_fingerprint, resume_differences
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_seed_base, evaluate
-from rlkit.logger import MetricAverager, Progress, RunLogger
+from rlkit.evaluation.video import EpisodeRecorder, write_episode_videos
+from rlkit.logger import MetricAverager, Progress, RunLogger, wandb_settings
 from rlkit.regimes.interrupts import Preempted, stop_signals
 from rlkit.runtime import configure_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
@@ -167,6 +168,8 @@ class Regime:
         self.averager = MetricAverager()
         self.eval_env = None
         self.algo = None
+        #: ``step // eval.video_interval`` at the last recorded evaluation
+        self._video_mark = 0
 
     # ---------------------------------------------------------------- subclass hooks
     def setup(self) -> None:
@@ -211,11 +214,32 @@ class Regime:
         return envs.make_vector(self.cfg.env.id, self.cfg.eval.num_envs, autoreset=False, **eval_env_kwargs(self.cfg))
 
     def evaluate(self, episodes: int) -> EvalResult:
+        """One evaluation; its first episode is recorded when it is the first evaluation at or after the next
+        multiple of ``eval.video_interval`` (:meth:`publish_video`)."""
         score = self.cfg.env.get("score") or {}
         seed = episode_seed_base(self.cfg.seed)
-        return evaluate(self.algo, self.eval_env, episodes, seed=seed, deterministic=self.cfg.eval.deterministic,
-                        score_table=score.get("table"), score_task=score.get("task"),
-                        protocol=str(self.cfg.eval.get("protocol", "assigned")))
+        interval = int(self.cfg.eval.get("video_interval") or 0)
+        recorder = None
+        if interval > 0 and self.step // interval > self._video_mark:
+            recorder = EpisodeRecorder([0], size=self.cfg.eval.get("video_size"))
+        try:
+            result = evaluate(self.algo, self.eval_env, episodes, seed=seed,
+                              deterministic=self.cfg.eval.deterministic, score_table=score.get("table"),
+                              score_task=score.get("task"), protocol=str(self.cfg.eval.get("protocol", "assigned")),
+                              recorder=recorder)
+        finally:
+            if recorder is not None:
+                recorder.close()
+        if recorder is not None:
+            self._video_mark = self.step // interval
+            self.publish_video(recorder, result)
+        return result
+
+    def publish_video(self, recorder: EpisodeRecorder, result: EvalResult) -> None:
+        """The recorded episode as ``videos/step_<k>/episode_0_return_<R>.mp4``, in TensorBoard's image tab
+        (``eval/video``) and in W&B."""
+        for path in write_episode_videos(recorder, result, self.run_dir, self.step):
+            self.logger.log_video(self.step, "eval/video", recorder.frames[0], recorder.fps, path)
 
     def eval_protocol(self, episodes: int) -> str:
         """The label of this run's evaluation protocol (env protocol, episode selection, policy mode)."""
@@ -325,9 +349,12 @@ class Regime:
                 # the load-based thread count is the run's, not the resumption's: intra-op reductions depend
                 # on it, so a resumed run keeps the original count to stay bit-exact on CPU
                 self.runtime = configure_runtime(saved_runtime["num_threads"], saved_runtime["flush_denormal"])
+        interval = int(cfg.eval.get("video_interval") or 0)
+        self._video_mark = self.step // interval if interval > 0 else 0
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
                                 resume_step=self.step if resume_payload else None,
-                                elapsed=resume_payload["elapsed"] if resume_payload else 0.0)
+                                elapsed=resume_payload["elapsed"] if resume_payload else 0.0,
+                                wandb=wandb_settings(cfg))
         total = self.total_steps()
         log_every, eval_every = int(cfg.train.log_interval), int(cfg.eval.interval)
         ckpt_every = int(cfg.checkpoint.interval)
@@ -388,6 +415,7 @@ class Regime:
                 self.logger.close()
                 self.close()
         summary = self.write_summary(finished=not interrupted)
+        self.logger.finish(summary)
         if preempted:
             preemption.forward()  # submitit's handler requeues the job and exits
         if interrupted:
