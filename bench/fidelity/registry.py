@@ -12,7 +12,11 @@ import importlib
 from bench.fidelity.core import Adapter
 
 #: --ref name -> "module:Class" (modules under bench.fidelity)
-ADAPTERS: dict[str, str] = {}
+ADAPTERS: dict[str, str] = {
+    "td3bc": "td3bc:TD3BCAdapter",
+    "iql": "iql:IQLAdapter",
+    "cql": "cql:CQLAdapter",
+}
 
 
 def adapter_class(name: str) -> type[Adapter]:
