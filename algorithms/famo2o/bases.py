@@ -35,6 +35,7 @@ from rlkit.algorithms.offline.awac import AWAC, EXP_ADV_MAX
 from rlkit.algorithms.offline.common import orthogonal_init_, weighted_mean
 from rlkit.algorithms.offline.cql import CQL, CQLActor
 from rlkit.algorithms.offline.iql import ACTION_CLIP, IQL
+from rlkit.errors import ConfigError
 from rlkit.nets import polyak_update
 from rlkit.optim import step
 
@@ -188,6 +189,8 @@ class FamO2OCQL(FamilyMixin, CQL):
                  balance_hidden=(256, 256), **base: Any) -> None:
         self.actor_extra_inputs = int(family.get("encoding_dim", 6))
         super().__init__(observation_space, action_space, device, **base)
+        if self.update_order != "corl":
+            raise ConfigError("FamO2O's CQL base steps in JaxCQL's order only; drop algo.base_params.update_order")
         model = CQLActor(self.obs_dim, 1, balance_hidden)
         if base.get("orthogonal_init", True):
             orthogonal_init_(model.trunk, last_gain=1e-2)
