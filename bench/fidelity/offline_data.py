@@ -23,24 +23,30 @@ DATASET_SIZE, BATCH_SIZE = 2000, 64
 
 def synthetic_d4rl(seed: int = 0, n: int = DATASET_SIZE, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM
                    ) -> dict[str, np.ndarray]:
-    """D4RL arrays (float32 like the real datasets): states with per-dimension offsets and scales (so that
-    standardisation matters), actions inside (-1, 1) away from the ends (finite ``atanh``), rewards, terminal
-    flags on ~2% of rows and timeouts every 200 rows."""
+    """D4RL arrays (float32 like the real datasets) laid out as episodes: within an episode each row's next
+    state is the next row's state; an episode ends on a terminal flag (~2% of rows) or a timeout (every 200
+    rows), after which a fresh state starts.  States have per-dimension offsets and scales (so that
+    standardisation matters); actions lie inside (-1, 1) away from the ends (finite ``atanh``)."""
     rng = np.random.default_rng(seed)
     offset, scale = rng.normal(size=obs_dim) * 3.0, np.exp(rng.normal(size=obs_dim))
-    obs = (rng.normal(size=(n, obs_dim)) * scale + offset).astype(np.float32)
-    next_obs = (obs + 0.1 * rng.normal(size=(n, obs_dim)) * scale).astype(np.float32)
     terminals = rng.random(n) < 0.02
     timeouts = np.zeros(n, dtype=bool)
     timeouts[199::200] = True
     timeouts &= ~terminals
+    states = np.empty((n + 1, obs_dim))
+    next_obs = np.empty((n, obs_dim))
+    states[0] = rng.normal(size=obs_dim) * scale + offset
+    for i in range(n):
+        next_obs[i] = states[i] + 0.1 * rng.normal(size=obs_dim) * scale
+        ends = terminals[i] or timeouts[i]
+        states[i + 1] = rng.normal(size=obs_dim) * scale + offset if ends else next_obs[i]
     return {
-        "observations": obs,
+        "observations": states[:n].astype(np.float32),
         "actions": rng.uniform(-0.95, 0.95, size=(n, act_dim)).astype(np.float32),
         "rewards": rng.normal(size=n).astype(np.float32),
         "terminals": terminals,
         "timeouts": timeouts,
-        "next_observations": next_obs,
+        "next_observations": next_obs.astype(np.float32),
     }
 
 
