@@ -130,6 +130,21 @@ def test_authors_preset_composes_the_released_settings():
     algo = compose(["algo=cql_authors", "env=hopper-medium"]).algo
     assert (algo.cql_alpha, algo.actor_lr, algo.critic_lr, algo.bc_steps) == (5.0, 1e-4, 3e-4, 39999)
     assert (algo.log_std_affine, algo.log_std_min, algo.tanh_log_prob, algo.bc_mean_clip) == (False, -5.0, "eps", 9.0)
-    assert (algo.update_order, algo.normalize_obs) == ("released", False)
+    assert (algo.update_order, algo.normalize_obs, algo.released_init, algo.orthogonal_init) == (
+        "released", False, True, False)
     default = compose(["algo=cql", "env=hopper-medium"]).algo
     assert (default.update_order, default.cql_alpha, default.actor_lr) == ("corl", 10.0, 3e-5)
+
+
+def test_released_init_bounds_and_biases():
+    torch.manual_seed(0)
+    algo = CQL(OBS, ACT, actor_hidden=(64, 32), critic_hidden=(64, 32), orthogonal_init=False, released_init=True)
+    actor = [m for m in algo.actor.trunk if isinstance(m, torch.nn.Linear)]
+    assert actor[0].weight.abs().max() <= 1 / math.sqrt(64) and actor[1].weight.abs().max() <= 1 / math.sqrt(32)
+    assert actor[0].weight.abs().max() > 0.9 / math.sqrt(64)  # the bound reads the output width, not the input's
+    assert torch.all(actor[0].bias == 0.1) and torch.all(actor[1].bias == 0.1)
+    assert actor[2].weight.abs().max() <= 1e-3 and actor[2].bias.abs().max() <= 1e-3
+    critic = algo.critic.net
+    assert torch.all(critic[0].bias == 0.1) and critic[-1].weight.abs().max() <= 3e-3
+    with pytest.raises(ConfigError, match="orthogonal_init and algo.released_init are both true"):
+        CQL(OBS, ACT, released_init=True)

@@ -36,6 +36,21 @@ log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 
 α_cql = 5, max backup, penalty clipped below at -200, 5x256 critics, actor lr 1e-4, rewards ``10 r - 5``,
 no state normalisation.  CORL scales hopper/walker rewards by ``1000 / (G_max - G_min)`` in some configs
 (``reward_scale_by_return``); off by default here.
+
+The authors' released code (aviralkumar2907/CQL, ``d4rl/rlkit/torch/sac/cql.py``) differs from that
+reimplementation in mechanics the paper does not fix; each is a switch whose non-default value reproduces it,
+and ``algo=cql_authors`` sets them all with its README's MuJoCo settings (α_cql 5, actor lr 1e-4,
+``policy_eval_start`` 40000 = 39,999 BC steps, unnormalised states):
+
+* ``update_order=released``: α steps first and the policy loss reads the new α; the Q networks step before
+  the policy, whose loss was recorded through them before their step (:meth:`CQL._critic_before_step`).
+  The paper's Algorithm 1 also updates Q before the policy; the default keeps JaxCQL/CORL's order (all
+  losses at the step's starting parameters);
+* ``log_std_affine=false``: the policy's log-std is a plain head (no learnable scale and offset), with
+  ``log_std_min=-5`` (``policies.py``'s ``LOG_SIG_MIN``);
+* ``tanh_log_prob=eps``: ``log(1 - tanh(u)² + 1e-6)`` for the change of variables (``TanhNormal``);
+* ``bc_mean_clip=9``: the BC warm-up's ``log π(a|s)`` clips the mean to ±9 (``TanhGaussianPolicy.log_prob``);
+* ``released_init=true``: its networks' initialisation (:func:`released_init_`).
 """
 
 from __future__ import annotations
@@ -51,7 +66,28 @@ from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, weighted_mean
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
+from rlkit.nets.mlp import EnsembleLinear
 from rlkit.optim import adam, step
+
+
+def released_init_(module: nn.Module, last_bound: float, bias: float = 0.1) -> None:
+    """The initialisation of the authors' networks (rlkit ``Mlp``, aviralkumar2907/CQL
+    ``d4rl/rlkit/torch/networks.py`` and ``pytorch_util.fanin_init``): hidden weights uniform in
+    ``±1/sqrt(n)`` with ``n`` the weight's first axis of ``nn.Linear``'s ``(out, in)`` layout (its output
+    width), hidden biases ``0.1``; the output layer's weights and biases uniform in ``±last_bound``
+    (``3e-3`` for the Q networks, ``1e-3`` for both policy heads).  Ensemble layers per member."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear | EnsembleLinear)]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            out_dim = layer.weight.shape[-1] if isinstance(layer, EnsembleLinear) else layer.weight.shape[0]
+            if i == len(layers) - 1:
+                layer.weight.uniform_(-last_bound, last_bound)
+                layer.bias.uniform_(-last_bound, last_bound)
+            else:
+                bound = 1.0 / math.sqrt(out_dim)
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.fill_(bias)
+
 
 #: ``tanh_log_prob`` -> the ``tanh_eps`` of :class:`~rlkit.nets.TanhGaussian` (None: the exact correction)
 TANH_LOG_PROB: dict[str, float | None] = {"exact": None, "eps": 1e-6}
@@ -116,7 +152,7 @@ class CQL(OfflineActorCritic):
                  reward_scale_by_return: bool = False, reward_scale: float = 1.0, reward_shift: float = 0.0,
                  reweight_eval: bool = False, log_std_affine: bool = True, log_std_min: float = -20.0,
                  tanh_log_prob: str = "exact", bc_mean_clip: float | None = None,
-                 update_order: str = "corl") -> None:
+                 update_order: str = "corl", released_init: bool = False) -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
@@ -130,9 +166,14 @@ class CQL(OfflineActorCritic):
                               log_std_affine=log_std_affine, log_std_min=log_std_min,
                               tanh_eps=TANH_LOG_PROB[tanh_log_prob], bc_mean_clip=bc_mean_clip)
         self.critic = QEnsemble(obs_dim, act_dim, critic_hidden, 2, layernorm=critic_layernorm)
+        if orthogonal_init and released_init:
+            raise ConfigError("algo.orthogonal_init and algo.released_init are both true; choose one initialisation")
         if orthogonal_init:
             orthogonal_init_(self.actor.trunk, last_gain=1e-2)
             orthogonal_init_(self.critic, last_gain=1e-2)
+        if released_init:
+            released_init_(self.actor.trunk, last_bound=1e-3)
+            released_init_(self.critic, last_bound=3e-3)
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
