@@ -148,3 +148,13 @@ def test_released_init_bounds_and_biases():
     assert torch.all(critic[0].bias == 0.1) and critic[-1].weight.abs().max() <= 3e-3
     with pytest.raises(ConfigError, match="orthogonal_init and algo.released_init are both true"):
         CQL(OBS, ACT, released_init=True)
+
+
+def test_authors_preset_on_antmaze_is_the_antmaze_script():
+    algo = compose(["algo=cql_authors", "env=antmaze-umaze"]).algo
+    assert (algo.lagrange, algo.cql_alpha, algo.target_action_gap, algo.log_alpha_prime_init) == (True, 5.0, 1.0, 0.0)
+    assert (algo.reward_scale, algo.reward_shift, algo.max_target_backup, algo.cql_clip_diff_min) == (
+        4.0, -2.0, False, None)
+    assert list(algo.critic_hidden) == [256, 256, 256] and algo.update_order == "released"
+    cql = CQL(OBS, ACT, actor_hidden=(8,), critic_hidden=(8,), lagrange=True, log_alpha_prime_init=0.0)
+    assert cql.log_alpha_prime.item() == 0.0 and CQL(OBS, ACT, actor_hidden=(8,)).log_alpha_prime.item() == 1.0

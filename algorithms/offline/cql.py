@@ -29,7 +29,7 @@ Defaults follow CORL's ``algorithms/offline/cql.py`` and its D4RL locomotion con
 design): α_cql = 10 (``cql_alpha``; JaxCQL's default is 5, FamO2O uses 1), 10 sampled actions,
 importance sampling, T = 1, no Lagrange, no max backup, no clipping, automatic entropy tuning with
 ``log α`` initialised to 0, no backup entropy, actor lr 3e-5 (also the temperature's lr), critic lr 3e-4
-(also ``α'``'s, initialised at ``log α' = 1``), τ = 5e-3, batch 256, γ = 0.99; actor and critics 3x256
+(also ``α'``'s, initialised at ``log α' = 1``, ``log_alpha_prime_init``), τ = 5e-3, batch 256, γ = 0.99; actor and critics 3x256
 ReLU MLPs with orthogonal init (gain sqrt 2, output layer 1e-2, zero biases); tanh-Gaussian actor whose
 log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 2]; state standardisation
 ``std + 1e-3``.  AntMaze (``per_family``) switches to CORL's AntMaze recipe: Lagrange with gap 0.8,
@@ -50,7 +50,11 @@ and ``algo=cql_authors`` sets them all with its README's MuJoCo settings (α_cql
   ``log_std_min=-5`` (``policies.py``'s ``LOG_SIG_MIN``);
 * ``tanh_log_prob=eps``: ``log(1 - tanh(u)² + 1e-6)`` for the change of variables (``TanhNormal``);
 * ``bc_mean_clip=9``: the BC warm-up's ``log π(a|s)`` clips the mean to ±9 (``TanhGaussianPolicy.log_prob``);
-* ``released_init=true``: its networks' initialisation (:func:`released_init_`).
+* ``released_init=true``: its networks' initialisation (:func:`released_init_`);
+* Lagrange (its AntMaze script, ``examples/cql_antmaze_new.py``): ``log α'`` starts at 0
+  (``log_alpha_prime_init=0``; CORL: 1) and its threshold ``τ`` multiplies ``α'`` outside the min-Q weight,
+  ``α' (α_cql gap - τ)``, so ``target_action_gap = τ / α_cql`` gives the same ``α'`` gradient and the same Q
+  gradients (``--lagrange_thresh=5 --min_q_weight=5``: 1.0); its rewards are ``4 (r - 0.5)``.
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ class CQL(OfflineActorCritic):
                  reward_scale_by_return: bool = False, reward_scale: float = 1.0, reward_shift: float = 0.0,
                  reweight_eval: bool = False, log_std_affine: bool = True, log_std_min: float = -20.0,
                  tanh_log_prob: str = "exact", bc_mean_clip: float | None = None,
-                 update_order: str = "corl", released_init: bool = False) -> None:
+                 update_order: str = "corl", released_init: bool = False,
+                 log_alpha_prime_init: float = 1.0) -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
@@ -178,7 +183,7 @@ class CQL(OfflineActorCritic):
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
-        self.log_alpha_prime = torch.ones((), device=self.device, requires_grad=True)
+        self.log_alpha_prime = torch.full((), float(log_alpha_prime_init), device=self.device, requires_grad=True)
         self.actor_opt = adam(self.actor.parameters(), actor_lr)
         self.critic_opt = adam(self.critic.parameters(), critic_lr)
         self.alpha_opt = adam([self.log_alpha], actor_lr if alpha_lr is None else alpha_lr)

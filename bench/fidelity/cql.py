@@ -5,6 +5,10 @@
 ``rlkit`` like ours: rlkit's side is built first, then the reference is imported with our ``rlkit.*`` out of
 ``sys.modules`` (restored afterwards; module objects stay alive).  Only its logging/plotting imports are stubbed.
 
+Two cases, both ``method=cql``: the README's MuJoCo settings (``algo=cql_authors``) and its AntMaze script
+(``algo=cql_authors env=antmaze-*``: Lagrange with threshold 5 and min-Q weight 5, rewards ``4 (r - 0.5)``,
+which the script applies to its dataset and the adapter to the reference's batch).
+
 rlkit runs ``algo=cql_authors`` (the released code's mechanics and settings): the reference's
 ``policy_eval_start`` is ``bc_steps + 1`` (its BC warm-up runs while ``_current_epoch < policy_eval_start``,
 counted from 1); the check uses 25 so that both the BC phase and the Q phase fall inside 50 updates.
@@ -23,7 +27,8 @@ Two things of the reference's environment are reproduced, not changed:
 Quantities: the TD target (hooks on the target critics), each head's TD term (its ``qf_criterion``) and
 conservative gap ``T logsumexp(·/T) - Q`` (its ``torch.logsumexp``), the policy loss (from its recorded
 ``log π``, ``Q(s, ã)``, BC log-likelihood and the stepped ``α``), the temperature loss, the gradients at each
-optimizer step, and every parameter after the update (actor, both critics, targets, ``log α``).
+optimizer step, and every parameter after the update (actor, both critics, targets, ``log α``); with Lagrange
+also ``α'``, its gradient and ``log α'``.
 """
 
 from __future__ import annotations
@@ -117,13 +122,21 @@ class CQLAdapter(Adapter):
     POLICY_EVAL_START, BC_STEPS = 25, 24
 
     def cases(self) -> list[Case]:
-        return [Case("cql", ("algo=cql_authors", f"algo.bc_steps={self.BC_STEPS}"), switch="algo=cql_authors",
-                     note="algo=cql (CORL's settings) differs by design; bc_steps=24 <-> policy_eval_start=25")]
+        bc = f"algo.bc_steps={self.BC_STEPS}"
+        return [
+            Case("cql", ("algo=cql_authors", bc), switch="algo=cql_authors",
+                 note="algo=cql (CORL's settings) differs by design; bc_steps=24 <-> policy_eval_start=25"),
+            # examples/cql_antmaze_new.py with the README's flags: Lagrange (threshold 5, min-Q weight 5) and
+            # rewards (r - 0.5) * 4, which its load_hdf5 applies to the dataset before training
+            Case("cql", ("algo=cql_authors", "env=antmaze-umaze", bc), switch="algo=cql_authors env=antmaze-*",
+                 options={"lagrange_thresh": 5.0, "reward_center": 0.5, "reward_scale": 4.0}),
+        ]
 
     # ------------------------------------------------------------------ build
     def build(self, case: Case) -> None:
         from gymnasium import spaces
 
+        self.case = case
         self.data = synthetic_d4rl()
         obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         act_space = spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
@@ -163,7 +176,8 @@ class CQLAdapter(Adapter):
                 optimizer_class=LegacyAdam, soft_target_tau=a.tau, use_automatic_entropy_tuning=a.autotune,
                 policy_eval_start=self.POLICY_EVAL_START, num_qs=2, min_q_version=3 if a.importance_sample else 2,
                 temp=a.cql_temp, min_q_weight=a.cql_alpha, max_q_backup=a.max_target_backup,
-                deterministic_backup=not a.backup_entropy, num_random=a.n_actions, with_lagrange=a.lagrange)
+                deterministic_backup=not a.backup_entropy, num_random=a.n_actions, with_lagrange=a.lagrange,
+                lagrange_thresh=case.options.get("lagrange_thresh", 0.0))
         self.ref.qf_criterion = self._ref_mse
         self._hooks()
 
@@ -212,6 +226,9 @@ class CQLAdapter(Adapter):
                                dict(getattr(r, f"qf{k}").named_parameters()))
         self.taps[1].watch("actor", r.policy_optimizer, dict(r.policy.named_parameters()))
         self.taps[1].watch("log_alpha", r.alpha_optimizer, {"log_alpha": r.log_alpha})
+        if a.lagrange:
+            self.taps[0].watch("log_alpha_prime", a.alpha_prime_opt, {"log_alpha_prime": a.log_alpha_prime})
+            self.taps[1].watch("log_alpha_prime", r.alpha_prime_optimizer, {"log_alpha_prime": r.log_alpha_prime})
 
     # ------------------------------------------------------------------ transplant
     def _ref_policy_layers(self) -> list[torch.nn.Linear]:
@@ -234,6 +251,8 @@ class CQLAdapter(Adapter):
             copy_layers(member_layers(a.critic_target, k), self._ref_q_layers(f"target_qf{k + 1}"))
         with torch.no_grad():
             self.ref.log_alpha.copy_(a.log_alpha.reshape(1))
+            if a.lagrange:
+                self.ref.log_alpha_prime.copy_(a.log_alpha_prime.reshape(1))
 
     # ------------------------------------------------------------------ draws
     def draws(self, step: int) -> dict[str, Any]:
@@ -282,6 +301,10 @@ class CQLAdapter(Adapter):
         r, a = self.ref, self.algo
         log_alpha_before = r.log_alpha.detach().clone()
         d = {k: torch.as_tensor(v[idx].astype(np.float64)) for k, v in self.data.items()}
+        options = self.case.options
+        if "reward_scale" in options:  # the reference's script transforms its dataset's rewards
+            d["rewards"] = (d["rewards"] - options["reward_center"]) * options["reward_scale"]
+        alpha_prime_before = r.log_alpha_prime.detach().exp().clamp(0.0, 1e6) if a.lagrange else None
         ref_batch = {"observations": d["observations"], "actions": d["actions"],
                      "next_observations": d["next_observations"], "rewards": d["rewards"][:, None],
                      "terminals": d["terminals"][:, None]}
@@ -322,6 +345,10 @@ class CQLAdapter(Adapter):
         out["actor_grad"] = (self._split_actor(layer_dict(pairs(self._actor_grads(ours_g["actor"])))),
                              layer_dict(pairs(self._ref_actor_grads(theirs_g["actor"]))))
         out["alpha_grad"] = (ours_g["log_alpha"]["log_alpha"], theirs_g["log_alpha"]["log_alpha"][0])
+        if a.lagrange:
+            out["alpha_prime"] = (parts["alpha_prime"], alpha_prime_before[0])
+            out["alpha_prime_grad"] = (ours_g["log_alpha_prime"]["log_alpha_prime"],
+                                       theirs_g["log_alpha_prime"]["log_alpha_prime"][0])
         out["params"] = (self._rlkit_params(), self._ref_params())
         return out
 
@@ -350,7 +377,8 @@ class CQLAdapter(Adapter):
 
     def _rlkit_params(self) -> dict[str, Any]:
         a = self.algo
-        return {"actor": layer_dict(self._rlkit_policy_layers()), "log_alpha": a.log_alpha.reshape(1),
+        extra = {"log_alpha_prime": a.log_alpha_prime.reshape(1)} if a.lagrange else {}
+        return {"actor": layer_dict(self._rlkit_policy_layers()), "log_alpha": a.log_alpha.reshape(1), **extra,
                 **{f"critic{k}": layer_dict(member_layers(a.critic, k)) for k in range(2)},
                 **{f"critic_target{k}": layer_dict(member_layers(a.critic_target, k)) for k in range(2)}}
 
@@ -359,6 +387,7 @@ class CQLAdapter(Adapter):
 
         def lin(layers: list[torch.nn.Linear]) -> dict[str, torch.Tensor]:
             return layer_dict((m.weight, m.bias) for m in layers)
-        return {"actor": lin(self._ref_policy_layers()), "log_alpha": r.log_alpha,
+        extra = {"log_alpha_prime": r.log_alpha_prime} if self.algo.lagrange else {}
+        return {"actor": lin(self._ref_policy_layers()), "log_alpha": r.log_alpha, **extra,
                 **{f"critic{k}": lin(self._ref_q_layers(f"qf{k + 1}")) for k in range(2)},
                 **{f"critic_target{k}": lin(self._ref_q_layers(f"target_qf{k + 1}")) for k in range(2)}}
