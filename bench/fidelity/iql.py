@@ -7,7 +7,9 @@ rlkit runs ``algo=iql env=hopper-medium`` (its MuJoCo family settings) on a synt
 copy), float64 throughout (``jax_enable_x64``).  The reference's dataset path is its own code too:
 ``dataset_utils.D4RLDataset`` (actions clipped to ``±(1 - 1e-5)``, episode ends from state discontinuities)
 and ``train_offline.normalize`` (rewards ``· 1000 / (G_max - G_min)``), fed the synthetic arrays instead of
-``d4rl.qlearning_dataset``.  Its update runs under ``jax.disable_jit()`` so that the gradients each
+``d4rl.qlearning_dataset``.  Its scaled rewards are compared with rlkit's (``rewards``: equal to the float32 it
+stores them in); the updates are then fed the same scaled rewards in float64, so that rounding does not
+blur the update check.  Its update runs under ``jax.disable_jit()`` so that the gradients each
 ``Model.apply_gradient`` hands its optax transformation can be recorded (a wrapper around ``tx.update``).
 
 IQL draws nothing at random without dropout (the MuJoCo configuration has none), so there are no draws to
@@ -90,8 +92,8 @@ class IQLAdapter(Adapter):
 
     def cases(self) -> list[Case]:
         return [Case("iql", ("algo=iql", "env=hopper-medium"),
-                     note="the reference stores its scaled rewards in float32 (D4RLDataset): the ~2e-7 "
-                          "residual of rewards/target/critic_loss is that rounding")]
+                     note="rewards: the reference keeps its scaled rewards in float32 (D4RLDataset), ~2e-7; "
+                          "the update is fed them in float64")]
 
     def build(self, case: Case) -> None:
         import flax
@@ -121,6 +123,9 @@ class IQLAdapter(Adapter):
         dataset_utils.d4rl = types.SimpleNamespace(qlearning_dataset=lambda env: arrays)
         self.ref_data = dataset_utils.D4RLDataset(env=None)
         train_offline.normalize(self.ref_data)
+        # the update is fed the scaled rewards in float64 (rlkit's transform of the raw ones): the reference keeps
+        # its scaled rewards in float32, a rounding the "rewards" row reports on its own
+        self.scaled_rewards = _np(a.transform_reward(torch.as_tensor(_np(self.data["rewards"]))))
         import jax.numpy as jnp
 
         obs0 = jnp.asarray(_np(self.data["observations"][:1]))
@@ -212,7 +217,7 @@ class IQLAdapter(Adapter):
         rd = self.ref_data
         batch = self.ref_modules.dataset_utils.Batch(
             observations=jnp.asarray(_np(rd.observations[idx])), actions=jnp.asarray(_np(rd.actions[idx])),
-            rewards=jnp.asarray(_np(rd.rewards[idx])), masks=jnp.asarray(_np(rd.masks[idx])),
+            rewards=jnp.asarray(self.scaled_rewards[idx]), masks=jnp.asarray(_np(rd.masks[idx])),
             next_observations=jnp.asarray(_np(rd.next_observations[idx])))
         with default_dtype(torch.float64):
             metrics = self.algo.update(rlkit_batch(self.data, idx)).metrics
@@ -225,7 +230,7 @@ class IQLAdapter(Adapter):
         next_v = r.value.apply_fn.apply({"params": r.value.params}, batch.next_observations)
         adv_weight = np.minimum(np.exp(_np(info["adv"]) * a.temperature), 100.0)
         out: dict[str, tuple[Any, Any]] = {
-            "rewards": (a.transform_reward(torch.as_tensor(_np(self.data["rewards"]))), _np(rd.rewards)),
+            "rewards": (self.scaled_rewards, _np(rd.rewards)),
             "value_loss": (value_loss, info["value_loss"]),
             "v_mean": (v_before.mean(), info["v"]),
             "adv_weight_mean": (metrics["train/adv_weight_mean"], adv_weight.mean()),
