@@ -29,11 +29,11 @@ Defaults follow CORL's ``algorithms/offline/cql.py`` and its D4RL locomotion con
 design): α_cql = 10 (``cql_alpha``; JaxCQL's default is 5, FamO2O uses 1), 10 sampled actions,
 importance sampling, T = 1, no Lagrange, no max backup, no clipping, automatic entropy tuning with
 ``log α`` initialised to 0, no backup entropy, actor lr 3e-5 (also the temperature's lr), critic lr 3e-4
-(also ``α'``'s, initialised at ``log α' = 1``, ``log_alpha_prime_init``), τ = 5e-3, batch 256, γ = 0.99; actor and critics 3x256
-ReLU MLPs with orthogonal init (gain sqrt 2, output layer 1e-2, zero biases); tanh-Gaussian actor whose
-log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 2]; state standardisation
-``std + 1e-3``.  AntMaze (``per_family``) switches to CORL's AntMaze recipe: Lagrange with gap 0.8,
-α_cql = 5, max backup, penalty clipped below at -200, 5x256 critics, actor lr 1e-4, rewards ``10 r - 5``,
+(also ``α'``'s, initialised at ``log α' = 1``, ``log_alpha_prime_init``), τ = 5e-3, batch 256, γ = 0.99;
+actor and critics 3x256 ReLU MLPs with orthogonal init (gain sqrt 2, output layer 1e-2, zero biases);
+tanh-Gaussian actor whose log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 2];
+state standardisation ``std + 1e-3``.  AntMaze (``per_family``) switches to CORL's AntMaze recipe: Lagrange
+with gap 0.8, α_cql = 5, max backup, penalty clipped below at -200, 5x256 critics, actor lr 1e-4, rewards ``10 r - 5``,
 no state normalisation.  CORL scales hopper/walker rewards by ``1000 / (G_max - G_min)`` in some configs
 (``reward_scale_by_return``); off by default here.
 
