@@ -135,7 +135,9 @@ def check_fit(algo_cls: type, regime: str, env_cfg: Mapping[str, Any] | DictConf
 
 def check_run_fit(cfg: DictConfig) -> None:
     """:func:`check_fit` for a composed run config: the class of ``cfg.algo._target_``, the regime the run
-    uses (``regime=...`` or the algorithm's default) and ``cfg.env``."""
-    from rlkit.regimes.base import algorithm_class, algorithm_regime
+    uses (``regime=...`` or the algorithm's default) and ``cfg.env``; and the add-on (``addon=NAME``) against
+    the algorithm.  Every refusal here is decided by the config alone, before any data is loaded or collected."""
+    from rlkit.regimes.base import algorithm_class, algorithm_regime, check_addon
 
+    check_addon(cfg, algorithm_class(cfg))
     check_fit(algorithm_class(cfg), algorithm_regime(cfg), cfg.env, algo_name=cfg.algo.get("name"))

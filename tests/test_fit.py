@@ -109,3 +109,23 @@ def test_sweep_with_one_bad_combination_launches_nothing(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "launching" not in err and not sweep.exists()
     assert "which env=pendulum lacks" in err and "[sweep job algo=td3bc env=pendulum train.steps=10" in err
+
+
+def test_config_refusals_come_before_any_data(tmp_path, monkeypatch):
+    """``algo=td3bc addon=self_reference env=hopper-medium`` is refused by the config alone: before the dataset
+    is loaded (or collected) and before the run directory is made; so is a bad algorithm option."""
+    import rlkit.regimes.offline as offline
+
+    def no_data(cfg):
+        raise AssertionError("the dataset was loaded before a refusal the config decides")
+
+    monkeypatch.setattr(offline, "load_dataset", no_data)
+    message = refusal("algo=td3bc", "addon=self_reference", "env=hopper-medium")
+    assert "addon=self_reference augments URLB agents only" in message and "algo=td3bc" in message
+    run_dir = tmp_path / "r"
+    with pytest.raises(ConfigError, match="addon=self_reference augments URLB agents only"):
+        trainer.run(compose(["algo=td3bc", "addon=self_reference", "env=hopper-medium", f"run_dir={run_dir}"]))
+    assert not run_dir.exists()
+    with pytest.raises(ConfigError, match="algo.update_order='sideways'"):
+        trainer.run(compose(["algo=cql", "algo.update_order=sideways", "env=hopper-medium",
+                             f"run_dir={tmp_path / 'r2'}"]))

@@ -209,6 +209,8 @@ class FamO2OCQL(FamilyMixin, CQL):
                  balance_hidden=(256, 256), **base: Any) -> None:
         self.actor_extra_inputs = int(family.get("encoding_dim", 6))
         super().__init__(observation_space, action_space, device, **base)
+        if self.update_order != "corl":
+            raise ConfigError("FamO2O's CQL base steps in JaxCQL's order only; drop algo.base_params.update_order")
         model = CQLActor(self.obs_dim, 1, balance_hidden)
         if base.get("orthogonal_init", True):
             orthogonal_init_(model.trunk, last_gain=1e-2)

@@ -10,7 +10,7 @@ Reinforcement Learning with Offline Datasets"), offline, as in CORL's ``algorith
 
 ``w_i`` (policy batch) multiply the per-sample policy loss outside the cap (plain reweighting, which
 equals resampling in expectation); ``c_i = w_i`` only with ``reweight_eval=True``.  Decoupled resampling:
-the actor term (its ``Q``, ``V`` and log-likelihood) reads ``batch["policy_batch"]``.
+the actor term (its ``Q``, ``V`` and log-likelihood) reads ``batch.policy_batch``.
 
 Defaults follow CORL (the paper's offline D4RL setting is not pinned by the paper itself): actor and
 twin critics 3x256 ReLU MLPs (``actor_hidden``/``critic_hidden`` set them apart; ``actor_weight_decay`` adds

@@ -23,19 +23,38 @@ One update (all losses computed with the networks as they are at the start of th
 Sample weights: ``w_i`` (policy batch) multiply the actor term; ``c_i = w_i`` only with
 ``reweight_eval=True``, and then weight both the TD term and the conservative penalty (the penalty is part
 of policy *evaluation*; OPER's CQL code is not public).  Decoupled
-resampling: actor and temperature read ``batch["policy_batch"]``, the critic the main batch.
+resampling: actor and temperature read ``batch.policy_batch``, the critic the main batch.
 
 Defaults follow CORL's ``algorithms/offline/cql.py`` and its D4RL locomotion configs (which adopt JaxCQL's
 design): α_cql = 10 (``cql_alpha``; JaxCQL's default is 5, FamO2O uses 1), 10 sampled actions,
 importance sampling, T = 1, no Lagrange, no max backup, no clipping, automatic entropy tuning with
 ``log α`` initialised to 0, no backup entropy, actor lr 3e-5 (also the temperature's lr), critic lr 3e-4
-(also ``α'``'s, initialised at ``log α' = 1``), τ = 5e-3, batch 256, γ = 0.99; actor and critics 3x256
-ReLU MLPs with orthogonal init (gain sqrt 2, output layer 1e-2, zero biases); tanh-Gaussian actor whose
-log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 2]; state standardisation
-``std + 1e-3``.  AntMaze (``per_family``) switches to CORL's AntMaze recipe: Lagrange with gap 0.8,
-α_cql = 5, max backup, penalty clipped below at -200, 5x256 critics, actor lr 1e-4, rewards ``10 r - 5``,
+(also ``α'``'s, initialised at ``log α' = 1``, ``log_alpha_prime_init``), τ = 5e-3, batch 256, γ = 0.99;
+actor and critics 3x256 ReLU MLPs with orthogonal init (gain sqrt 2, output layer 1e-2, zero biases);
+tanh-Gaussian actor whose log-std is ``m · f(s) + b`` with learnable ``m = 1, b = -1``, clipped to [-20, 2];
+state standardisation ``std + 1e-3``.  AntMaze (``per_family``) switches to CORL's AntMaze recipe: Lagrange
+with gap 0.8, α_cql = 5, max backup, penalty clipped below at -200, 5x256 critics, actor lr 1e-4, rewards ``10 r - 5``,
 no state normalisation.  CORL scales hopper/walker rewards by ``1000 / (G_max - G_min)`` in some configs
 (``reward_scale_by_return``); off by default here.
+
+The authors' released code (aviralkumar2907/CQL, ``d4rl/rlkit/torch/sac/cql.py``) differs from that
+reimplementation in mechanics the paper does not fix; each is a switch whose non-default value reproduces it,
+and ``algo=cql_authors`` sets them all with its README's MuJoCo settings (α_cql 5, actor lr 1e-4,
+``policy_eval_start`` 40000 = 39,999 BC steps, unnormalised states):
+
+* ``update_order=released``: α steps first and the policy loss reads the new α; the Q networks step before
+  the policy, whose loss was recorded through them before their step (:meth:`CQL._critic_before_step`).
+  The paper's Algorithm 1 also updates Q before the policy; the default keeps JaxCQL/CORL's order (all
+  losses at the step's starting parameters);
+* ``log_std_affine=false``: the policy's log-std is a plain head (no learnable scale and offset), with
+  ``log_std_min=-5`` (``policies.py``'s ``LOG_SIG_MIN``);
+* ``tanh_log_prob=eps``: ``log(1 - tanh(u)² + 1e-6)`` for the change of variables (``TanhNormal``);
+* ``bc_mean_clip=9``: the BC warm-up's ``log π(a|s)`` clips the mean to ±9 (``TanhGaussianPolicy.log_prob``);
+* ``released_init=true``: its networks' initialisation (:func:`released_init_`);
+* Lagrange (its AntMaze script, ``examples/cql_antmaze_new.py``): ``log α'`` starts at 0
+  (``log_alpha_prime_init=0``; CORL: 1) and its threshold ``τ`` multiplies ``α'`` outside the min-Q weight,
+  ``α' (α_cql gap - τ)``, so ``target_action_gap = τ / α_cql`` gives the same ``α'`` gradient and the same Q
+  gradients (``--lagrange_thresh=5 --min_q_weight=5``: 1.0); its rewards are ``4 (r - 0.5)``.
 """
 
 from __future__ import annotations
@@ -49,25 +68,74 @@ from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, weighted_mean
+from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
+from rlkit.nets.mlp import EnsembleLinear
 from rlkit.optim import adam, step
 
 
+def released_init_(module: nn.Module, last_bound: float, bias: float = 0.1) -> None:
+    """The initialisation of the authors' networks (rlkit ``Mlp``, aviralkumar2907/CQL
+    ``d4rl/rlkit/torch/networks.py`` and ``pytorch_util.fanin_init``): hidden weights uniform in
+    ``±1/sqrt(n)`` with ``n`` the weight's first axis of ``nn.Linear``'s ``(out, in)`` layout (its output
+    width), hidden biases ``0.1``; the output layer's weights and biases uniform in ``±last_bound``
+    (``3e-3`` for the Q networks, ``1e-3`` for both policy heads).  Ensemble layers per member."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear | EnsembleLinear)]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            out_dim = layer.weight.shape[-1] if isinstance(layer, EnsembleLinear) else layer.weight.shape[0]
+            if i == len(layers) - 1:
+                layer.weight.uniform_(-last_bound, last_bound)
+                layer.bias.uniform_(-last_bound, last_bound)
+            else:
+                bound = 1.0 / math.sqrt(out_dim)
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.fill_(bias)
+
+
+#: ``tanh_log_prob`` -> the ``tanh_eps`` of :class:`~rlkit.nets.TanhGaussian` (None: the exact correction)
+TANH_LOG_PROB: dict[str, float | None] = {"exact": None, "eps": 1e-6}
+
+
 class CQLActor(nn.Module):
-    """Tanh-Gaussian policy with a learnable affine map on the log-std: ``log σ = m · f_σ(s) + b``."""
+    """Tanh-Gaussian policy ``a = tanh(u)``, ``u ~ N(μ(s), σ(s)²)``, ``(μ, f_σ) = f(s)``.
+
+    ``log_std_affine=True`` (JaxCQL/CORL): ``log σ = m · f_σ(s) + b`` with learnable scalars ``m = 1, b = -1``
+    at init; ``False`` (the authors' ``TanhGaussianPolicy``, aviralkumar2907/CQL
+    ``d4rl/rlkit/torch/sac/policies.py``): ``log σ = f_σ(s)``.  Either way ``log σ`` is clipped to
+    ``[log_std_min, log_std_max]``.  ``tanh_eps`` selects the log-probability's tanh correction
+    (:class:`~rlkit.nets.TanhGaussian`); ``bc_mean_clip`` clips ``μ`` to ``±bc_mean_clip`` in
+    :meth:`log_prob` of dataset actions only (the authors' ``TanhGaussianPolicy.log_prob``: ±9).
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_multiplier: float = 1.0,
-                 log_std_offset: float = -1.0, log_std_min: float = -20.0, log_std_max: float = 2.0) -> None:
+                 log_std_offset: float = -1.0, log_std_min: float = -20.0, log_std_max: float = 2.0,
+                 log_std_affine: bool = True, tanh_eps: float | None = None,
+                 bc_mean_clip: float | None = None) -> None:
         super().__init__()
         self.trunk = MLP(obs_dim, hidden, 2 * action_dim)
-        self.log_std_multiplier = nn.Parameter(torch.tensor(float(log_std_multiplier)))
-        self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
+        self.log_std_affine = bool(log_std_affine)
+        if self.log_std_affine:
+            self.log_std_multiplier = nn.Parameter(torch.tensor(float(log_std_multiplier)))
+            self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.tanh_eps, self.bc_mean_clip = tanh_eps, bc_mean_clip
+
+    def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        if self.log_std_affine:
+            log_std = self.log_std_multiplier * log_std + self.log_std_offset
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def forward(self, obs: torch.Tensor) -> TanhGaussian:
-        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
-        log_std = self.log_std_multiplier * log_std + self.log_std_offset
-        return TanhGaussian(mean, log_std.clamp(self.log_std_min, self.log_std_max))
+        return TanhGaussian(*self._mean_log_std(obs), tanh_eps=self.tanh_eps)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``log π(a|s)`` of dataset actions (the BC warm-up's objective)."""
+        mean, log_std = self._mean_log_std(obs)
+        if self.bc_mean_clip is not None:
+            mean = mean.clamp(-self.bc_mean_clip, self.bc_mean_clip)
+        return TanhGaussian(mean, log_std, tanh_eps=self.tanh_eps).log_prob(action)
 
 
 class CQL(OfflineActorCritic):
@@ -86,21 +154,36 @@ class CQL(OfflineActorCritic):
                  critic_hidden: Sequence[int] = (256, 256, 256),
                  orthogonal_init: bool = True, critic_layernorm: bool = False, normalize_obs: bool = True,
                  reward_scale_by_return: bool = False, reward_scale: float = 1.0, reward_shift: float = 0.0,
-                 reweight_eval: bool = False) -> None:
+                 reweight_eval: bool = False, log_std_affine: bool = True, log_std_min: float = -20.0,
+                 tanh_log_prob: str = "exact", bc_mean_clip: float | None = None,
+                 update_order: str = "corl", released_init: bool = False,
+                 log_alpha_prime_init: float = 1.0) -> None:
         super().__init__(observation_space, action_space, device, normalize_obs=normalize_obs,
                          reward_scale_by_return=reward_scale_by_return, reward_scale=reward_scale,
                          reward_shift=reward_shift, reweight_eval=reweight_eval)
+        if tanh_log_prob not in TANH_LOG_PROB:
+            raise ConfigError(f"algo.tanh_log_prob={tanh_log_prob!r}; choose {' or '.join(TANH_LOG_PROB)}")
+        if update_order not in ("corl", "released"):
+            raise ConfigError(f"algo.update_order={update_order!r}; choose corl or released")
+        self.update_order = update_order
         obs_dim, act_dim = self.obs_dim, self.action_dim
-        self.actor = CQLActor(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden)
+        self.actor = CQLActor(obs_dim + self.actor_extra_inputs, act_dim, actor_hidden,
+                              log_std_affine=log_std_affine, log_std_min=log_std_min,
+                              tanh_eps=TANH_LOG_PROB[tanh_log_prob], bc_mean_clip=bc_mean_clip)
         self.critic = QEnsemble(obs_dim, act_dim, critic_hidden, 2, layernorm=critic_layernorm)
+        if orthogonal_init and released_init:
+            raise ConfigError("algo.orthogonal_init and algo.released_init are both true; choose one initialisation")
         if orthogonal_init:
             orthogonal_init_(self.actor.trunk, last_gain=1e-2)
             orthogonal_init_(self.critic, last_gain=1e-2)
+        if released_init:
+            released_init_(self.actor.trunk, last_bound=1e-3)
+            released_init_(self.critic, last_bound=3e-3)
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
-        self.log_alpha_prime = torch.ones((), device=self.device, requires_grad=True)
+        self.log_alpha_prime = torch.full((), float(log_alpha_prime_init), device=self.device, requires_grad=True)
         self.actor_opt = adam(self.actor.parameters(), actor_lr)
         self.critic_opt = adam(self.critic.parameters(), critic_lr)
         self.alpha_opt = adam([self.log_alpha], actor_lr if alpha_lr is None else alpha_lr)
@@ -129,7 +212,8 @@ class CQL(OfflineActorCritic):
         the actor on ``n`` copies of each state, which computes the same distribution ``n`` times)."""
         dist = self.actor(obs)
         shape = (n, *dist.mean.shape)
-        return TanhGaussian(dist.mean.expand(shape), dist.log_std.expand(shape)).rsample_with_log_prob()
+        return TanhGaussian(dist.mean.expand(shape), dist.log_std.expand(shape),
+                            tanh_eps=dist.tanh_eps).rsample_with_log_prob()
 
     def _q_many(self, critic: QEnsemble, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``Q_k(s_i, a_ji)`` for ``(n, B, |A|)`` actions in one stacked forward: ``(E, n, B)``."""
@@ -142,30 +226,37 @@ class CQL(OfflineActorCritic):
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action)
         reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
-        alpha = self.alpha_multiplier
-        if self.autotune:
-            alpha = self.log_alpha.detach().exp() * self.alpha_multiplier
+        released = self.update_order == "released"
 
         # policy improvement (SAC actor) and entropy temperature, on the policy batch
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
         dist = self.actor(p_obs)
         new_action, logp = dist.rsample_with_log_prob()
-        if self.num_updates <= self.bc_steps:
-            objective = dist.log_prob(p_action)
-        else:
-            objective = self.critic(p_obs, new_action).min(0).values
-        actor_loss = weighted_mean(alpha * logp - objective, pb.weights)
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        if released and self.autotune:  # the authors' code: α steps first, the policy loss sees the new α
+            step(self.alpha_opt, alpha_loss)
+        alpha = self.alpha_multiplier
+        if self.autotune:
+            alpha = self.log_alpha.detach().exp() * self.alpha_multiplier
+        if self.num_updates <= self.bc_steps:
+            objective = self.actor.log_prob(p_obs, p_action)
+        else:
+            critic = self._critic_before_step if released else self.critic
+            objective = critic(p_obs, new_action).min(0).values
+        actor_loss = weighted_mean(alpha * logp - objective, pb.weights)
 
         critic_loss, parts = self.critic_loss(obs, action, next_obs, reward, not_done, alpha, batch)
         td_loss, cql_gap, q, target = parts["td_loss"], parts["cql_gap"], parts["q"], parts["target"]
 
-        if self.autotune:
+        if self.autotune and not released:
             step(self.alpha_opt, alpha_loss)
-        step(self.actor_opt, actor_loss, self._actor_params)
+        if not released:
+            step(self.actor_opt, actor_loss, self._actor_params)
         if self.lagrange:
             step(self.alpha_prime_opt, parts["alpha_prime_loss"])
         step(self.critic_opt, critic_loss)
+        if released:  # the Q networks step before the policy (its graph reads the stepped weights)
+            step(self.actor_opt, actor_loss, self._actor_params)
         if self.num_updates % self.target_update_period == 0:
             polyak_update(self.critic, self.critic_target, self.tau)
 
@@ -174,6 +265,7 @@ class CQL(OfflineActorCritic):
             "train/td_loss": td_loss.detach(),
             "train/cql_gap": cql_gap.detach().mean(),
             "train/actor_loss": actor_loss.detach(),
+            "train/alpha_loss": alpha_loss.detach(),
             "train/alpha": torch.as_tensor(alpha),
             "train/entropy": -logp.detach().mean(),
             "train/q_mean": q.detach().mean(),
@@ -181,6 +273,18 @@ class CQL(OfflineActorCritic):
         if self.lagrange:
             metrics["train/alpha_prime"] = parts["alpha_prime"].detach()
         return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+
+    def _critic_before_step(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``Q_k(s, a)`` read through ``.data`` aliases of the critic's parameters (``update_order=released``).
+
+        The authors' update (aviralkumar2907/CQL, ``cql.py``, ``train_from_torch``) records the policy loss
+        through the Q networks, steps the Q networks, then back-propagates the policy loss.  Under the
+        PyTorch of its environment (< 1.5, optimizers writing ``p.data``) that backward ran through the
+        *stepped* weights with the activations of the forward before the step; PyTorch >= 1.5 refuses it.
+        Aliases made with ``.data`` share the parameters' storage but not their version counter, so the same
+        graph back-propagates here exactly as it did there (and puts no gradient on the critic)."""
+        aliases = {name: p.data for name, p in self.critic.named_parameters()}
+        return torch.func.functional_call(self.critic, aliases, (obs, action))
 
     def critic_loss(self, obs, action, next_obs, reward, not_done, alpha, batch, policy_obs=None,
                     policy_next_obs=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -12,7 +12,7 @@ One update, in the reference code's order (value, actor, critic, target):
 
 ``w_i`` are the policy batch's weights and sit *inside* the cap of 100, as in OPER's released IQL code
 (Yue et al. 2023); ``c_i = w_i`` only with ``reweight_eval=True``.  With decoupled
-resampling the actor term reads ``batch["policy_batch"]`` (its own ``Q̄ - V``).
+resampling the actor term reads ``batch.policy_batch`` (its own ``Q̄ - V``).
 
 Networks follow the reference (JAX) code: twin Q and V are 2x256 ReLU MLPs; the actor is a 2x256 MLP
 whose mean is passed through tanh, with a state-independent log-std parameter (init 0, clipped to

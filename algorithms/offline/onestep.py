@@ -22,7 +22,7 @@ Three stages, laid out on the update counter ``t`` (1-based) so the regime just 
 
 ``act`` uses ``β̂`` until stage 3 begins and ``π`` from then on.  Weights (OPER): ``w_i`` (the policy
 batch's) multiply the policy term outside the cap; ``c_i = w_i`` for the ``β̂`` and SARSA terms only with
-``reweight_eval=True``.  Decoupled resampling: the policy term reads ``batch["policy_batch"]``.
+``reweight_eval=True``.  Decoupled resampling: the policy term reads ``batch.policy_batch``.
 
 Defaults (``configs/algo/onestep.yaml``), from the onestep-rl / OPER Hydra configs: 2x1024 ReLU MLPs for
 ``β̂``, ``π`` and ``Q`` (one Q network: ``q: sarsa``); policy heads with ``μ = tanh(·)`` and

@@ -12,7 +12,7 @@ TD3 with a behaviour-cloning term in the actor loss and standardised states (sec
 
 Sample weights (OPER, Yue et al. 2023, released TD3+BC code): ``w_i`` (the policy batch's weights) always
 multiply both actor terms; ``c_i = w_i`` only with ``reweight_eval=True`` (else 1).  With decoupled
-resampling the actor step reads ``batch["policy_batch"]``.
+resampling the actor step reads ``batch.policy_batch``.
 
 Defaults (``configs/algo/td3bc.yaml``) are the paper's: α = 2.5, σ = 0.2, c = 0.5, policy delay 2,
 τ = 0.005, Adam 3e-4 for actor and critic, 2x256 MLPs, γ = 0.99, batch 256, 1M steps, state

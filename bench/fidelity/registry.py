@@ -14,11 +14,14 @@ from bench.fidelity.core import Adapter
 #: --ref name -> "module:Class" (modules under bench.fidelity)
 ADAPTERS: dict[str, str] = {
     "awac": "awac:AWACAdapter",
+    "cql": "cql:CQLAdapter",
     "famo2o": "famo2o:FamO2OAdapter",
+    "iql": "iql:IQLAdapter",
     "oper": "oper:OPERAdapter",
     "siamese": "siamese:SiameseAdapter",
     "slide": "slide:SlideAdapter",
     "storm": "storm:StormAdapter",
+    "td3bc": "td3bc:TD3BCAdapter",
 }
 
 

@@ -2,7 +2,10 @@
 
 ``TanhGaussian``: ``a = tanh(u)``, ``u ~ N(μ, σ²)``, with the change-of-variables correction
 ``log π(a|s) = log N(u; μ, σ) - Σ_d log(1 - tanh(u_d)²)`` computed in the stable form
-``log(1 - tanh(u)²) = 2 (log 2 - u - softplus(-2u))`` (SAC, Haarnoja et al. 2018, appendix C).
+``log(1 - tanh(u)²) = 2 (log 2 - u - softplus(-2u))`` (SAC, Haarnoja et al. 2018, appendix C).  With
+``tanh_eps`` set, the correction is ``log(1 - tanh(u)² + tanh_eps)`` instead: the form of the SAC/CQL
+released code built on rail-berkeley's rlkit (``rlkit/torch/distributions.py``, ``TanhNormal.log_prob``,
+epsilon 1e-6), which differs from the exact value where ``|tanh(u)|`` nears 1.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ LOG_2 = math.log(2.0)
 class TanhGaussian:
     """A diagonal Gaussian squashed by tanh; ``rsample`` is reparameterised."""
 
-    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, tanh_eps: float | None = None) -> None:
         self.mean, self.log_std = mean, log_std
         self.std = log_std.exp()
+        self.tanh_eps = tanh_eps
 
     def rsample_with_log_prob(self) -> tuple[torch.Tensor, torch.Tensor]:
         u = self.mean + self.std * torch.randn_like(self.mean)
@@ -32,7 +36,10 @@ class TanhGaussian:
 
     def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
         gauss = -0.5 * ((u - self.mean) / self.std) ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)
-        correction = 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+        if self.tanh_eps is None:
+            correction = 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+        else:
+            correction = torch.log(1.0 - torch.tanh(u).pow(2) + self.tanh_eps)
         return (gauss - correction).sum(-1)
 
     def log_prob(self, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -65,15 +65,22 @@ def addon_name(cfg: DictConfig) -> str | None:
     return str(node.get("name")) if node is not None and node.get("_target_") else None
 
 
+def check_addon(cfg: DictConfig, algo_cls: type[Algorithm]) -> None:
+    """Refuse an add-on the algorithm cannot take (the config alone decides: checked before any data is loaded
+    or collected, by :func:`rlkit.fit.check_run_fit`, and again when the add-on is built)."""
+    name = addon_name(cfg)
+    if name is not None and not issubclass(algo_cls, URLBAgent):
+        raise ConfigError(f"addon={name} augments URLB agents only (algo=rnd, apt, icm, disagreement, cic, moss, "
+                          f"ddpg); algo={cfg.algo.get('name')} is not one: drop addon={name}")
+
+
 def build_addon(cfg: DictConfig, algo_cls: type[Algorithm], observation_space, device: torch.device):
     """Instantiate ``cfg.addon`` (``_target_``, a :class:`~rlkit.algorithm.URLBAddon`) for a URLB agent; refuse
     it for any other algorithm.  None without an add-on."""
     name = addon_name(cfg)
     if name is None:
         return None
-    if not issubclass(algo_cls, URLBAgent):
-        raise ConfigError(f"addon={name} augments URLB agents only (algo=rnd, apt, icm, disagreement, cic, moss, "
-                          f"ddpg); algo={cfg.algo.get('name')} is not one: drop addon={name}")
+    check_addon(cfg, algo_cls)
     from hydra.utils import get_class
 
     params = OmegaConf.to_container(cfg.addon, resolve=True)

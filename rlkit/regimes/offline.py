@@ -28,11 +28,12 @@ class OfflineRegime(Regime):
         self.eval_env = self.make_eval_env()
         obs_space = self.eval_env.single_observation_space
         act_space = self.eval_env.single_action_space
+        # the algorithm first: what its constructor refuses (a bad option, an add-on) costs no data loading
+        self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
         dataset = load_dataset(cfg)
         check_dataset_matches_env(dataset, obs_space, act_space, cfg.env.name)
         self.dataset = dataset
         self.provenance = dataset.provenance
-        self.algo = build_algorithm(cfg, obs_space, act_space, self.device)
         self.algo.on_dataset(dataset)
         self.buffer = build_buffer_from_dataset(cfg, dataset, self.device)
         self.batch_size = int(cfg.train.batch_size)
