@@ -29,17 +29,17 @@ from typing import Any
 class Locomotion:
     """A D4RL locomotion domain: online env ``<domain>``, offline envs ``<domain>-<dataset kind>``."""
 
-    domain: str  # rlkit env id, e.g. "hopper" (gymnasium's Hopper-v5)
+    domain: str  # rlkit env id, e.g. "hopper" (gymnasium's Hopper-v4: the D4RL recording dynamics)
     gym_id: str  # the gymnasium env it is evaluated on
     random: float  # D4RL REF_MIN_SCORE
     expert: float  # D4RL REF_MAX_SCORE
 
 
 LOCOMOTION: tuple[Locomotion, ...] = (
-    Locomotion("hopper", "Hopper-v5", -20.272305, 3234.3),
-    Locomotion("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0),
-    Locomotion("walker2d", "Walker2d-v5", 1.629008, 4592.3),
-    Locomotion("ant", "Ant-v5", -325.6, 3879.7),
+    Locomotion("hopper", "Hopper-v4", -20.272305, 3234.3),
+    Locomotion("halfcheetah", "HalfCheetah-v4", -280.178953, 12135.0),
+    Locomotion("walker2d", "Walker2d-v4", 1.629008, 4592.3),
+    Locomotion("ant", "Ant-v4", -325.6, 3879.7),
 )
 
 #: the D4RL ``-v2`` dataset kinds every locomotion domain has

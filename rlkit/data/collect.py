@@ -1,6 +1,7 @@
 """Local dataset collection in the D4RL hdf5 layout.
 
-``rlkit data collect env=hopper-medium`` rolls out a behaviour policy on the gymnasium v5 env and
+``rlkit data collect env=hopper-medium`` rolls out a behaviour policy on the task's env (gymnasium's v4, the D4RL
+recording dynamics: :mod:`rlkit.envs.mujoco`) and
 writes the same file layout D4RL ships (one row per environment step, episodes contiguous,
 ``terminals`` for true terminations, ``timeouts`` on the last row of an episode cut by the time limit),
 so the file goes through exactly the same q-learning transform as a downloaded one.
