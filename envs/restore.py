@@ -22,12 +22,32 @@ def sim_data(env: gym.Env):
     return raw.data if isinstance(raw, MujocoEnv) else None
 
 
+def _observed(env: gym.Env, raw_obs: np.ndarray) -> np.ndarray:
+    """``raw_obs`` of the bare simulator mapped through ``env``'s observation wrappers, innermost first (the
+    observation ``env`` itself gives: e.g. ``ant``'s 27 values padded to D4RL's 111)."""
+    wrappers = []
+    while isinstance(env, gym.Wrapper):
+        wrappers.append(env)
+        env = env.env
+    for wrapper in reversed(wrappers):
+        if isinstance(wrapper, gym.ObservationWrapper):
+            raw_obs = wrapper.observation(raw_obs)
+    return raw_obs
+
+
 def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there."""
+    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there (through its wrappers)."""
     env.reset()
     raw = env.unwrapped
     raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
-    return raw._get_obs()
+    return _observed(env, raw._get_obs())
+
+
+def step_unlimited(env: gym.Env, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """One step of the simulator under ``env``'s wrappers, past the time limit and the order checks (a
+    restored state is mid-episode): ``(observation, reward, terminated)``."""
+    obs, reward, terminated, _, _ = env.unwrapped.step(action)
+    return _observed(env, obs), float(reward), bool(terminated)
 
 
 def rollout_returns(envs: list[gym.Env], qpos: np.ndarray, qvel: np.ndarray, first_actions: np.ndarray,
@@ -49,7 +69,7 @@ def rollout_returns(envs: list[gym.Env], qpos: np.ndarray, qvel: np.ndarray, fir
             for j, env in enumerate(live):
                 if not alive[j]:
                     continue
-                o, r, terminated, _, _ = env.unwrapped.step(action[j])
+                o, r, terminated = step_unlimited(env, action[j])
                 out[idx[j]] += gamma ** t * r
                 obs[j] = o
                 alive[j] = not terminated
