@@ -24,7 +24,6 @@ reused; their provenance (``source: collected``, policy, return statistics) trav
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,32 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlkit.data.collectable import parse_dataset_id
 from rlkit.data.dataset import SIM_STATE_KEYS, Dataset
 from rlkit.data.hdf5 import write_d4rl
+from rlkit.data.sources import data_dir, load
 from rlkit.errors import ConfigError, DatasetError
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
-LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_STEPS = int(os.environ.get("RLKIT_COLLECT_STEPS", 200_000))
-_ID = re.compile(r"^(hopper|halfcheetah|walker2d|ant)-(.+?)(?:-v\d+)?$")
-
-
-def parse_dataset_id(dataset_id: str) -> tuple[str, str]:
-    """``hopper-medium-replay-v2`` -> ``("hopper", "medium-replay")``."""
-    if dataset_id.lower().startswith("antmaze"):
-        raise ConfigError(f"cannot collect '{dataset_id}' locally: rlkit ships no AntMaze behaviour policy; "
-                          f"get the D4RL file (`rlkit data download {dataset_id}`) or pass "
-                          "env.dataset.path=FILE with env.dataset.source=file")
-    m = _ID.match(dataset_id.lower())
-    if not m or m.group(2) not in LEVELS:
-        raise ConfigError(f"cannot collect '{dataset_id}' locally: expected <task>-<level> with task in "
-                          f"hopper/halfcheetah/walker2d/ant and level in {', '.join(LEVELS)}")
-    return m.group(1), m.group(2)
 
 
 def collected_dir() -> Path:
-    from rlkit.data.sources import data_dir
-
     return data_dir() / "collected"
 
 
@@ -253,8 +237,6 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
 
 def collect_for_fallback(dataset_id: str) -> Dataset:
     """The ``collect`` hook of ``rlkit.data.load``: reuse or create the cached local collection."""
-    from rlkit.data.sources import load
-
     task, level = parse_dataset_id(dataset_id)
     cached = collected_dir() / f"{task}-{level}-{DEFAULT_STEPS}-seed0.hdf5"
     if not cached.exists():

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rlkit.data import minari as minari_source
+from rlkit.data.collectable import parse_dataset_id
 from rlkit.data.d4rl import (
     D4RL_DATASETS,
     get_spec,
@@ -255,8 +256,6 @@ def load(
             reasons.append(f"Minari: {err}")
     if collect is None:
         raise DatasetError(f"no source could provide dataset '{dataset_id}': " + "; ".join(reasons))
-    from rlkit.data.collect import parse_dataset_id
-
     try:
         parse_dataset_id(dataset_id)  # can rlkit collect this dataset at all?
     except ConfigError as err:
