@@ -212,7 +212,8 @@ def _atari(row: AtariGame) -> dict[str, dict[str, Any]]:
     description = (f"{row.title} on Atari 100k, STORM protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards, "
                    "life-loss flag).")
     env = _env(name, description, name, "atari", suite="atari100k", observation="pixels", action="discrete",
-               kwargs={"reseed_every_reset": True}, score={"table": "atari", "task": row.game})
+               kwargs={"reseed_every_reset": True, "life_counter": "on_loss"},  # STORM's code (envs.atari)
+               score={"table": "atari", "task": row.game})
     # 100k agent steps (400k frames); one evaluation at the end with 20 sampled-policy episodes (STORM)
     return {name: {"env": env, "train": {"steps": 100000},
                    "eval": {"interval": 0, "episodes": 20, "num_envs": 5, "deterministic": False}}}
