@@ -13,7 +13,7 @@ Behaviour policies, by D4RL level:
   the D4RL expert reference (the D4RL recipe), shipped in ``rlkit/data/policies/<task>-medium.pt``;
 * ``expert``        -- the same SAC run at the end of its budget (``<task>-expert.pt``);
 * ``medium-replay`` -- the replay buffer of that run up to the medium policy
-  (``<task>-medium-replay.hdf5``, shipped as collected);
+  (``<task>-medium-replay.hdf5``, shipped as collected for hopper and halfcheetah);
 * ``medium-expert`` -- the medium and expert datasets concatenated.
 
 Actions are sampled from the stochastic policy, as D4RL did.  ``policy=RUN_DIR`` collects with any
@@ -189,8 +189,9 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
     if level == "medium-replay" and policy is None:
         shipped = POLICY_DIR / f"{task}-medium-replay.hdf5"
         if not shipped.exists():
-            raise DatasetError(f"no shipped medium-replay buffer for {task}; train one with "
-                               f"`python -m rlkit.data.behaviour {task}` or use another level")
+            raise DatasetError(f"no shipped medium-replay buffer for {task}; get D4RL's file (`rlkit data download "
+                               f"{task}-medium-replay-v2`) or make one with the recipe of rlkit.data.behaviour (a SAC "
+                               f"run, then `python -m rlkit.data.behaviour RUN_DIR {task}`)")
         from rlkit.data.hdf5 import read_raw
 
         raw = read_raw(shipped)
