@@ -134,3 +134,24 @@ def test_ant_is_d4rls_recording_layout():
         assert reward == pytest.approx(expected, rel=1e-9, abs=1e-9)
         if terminated:
             break
+
+
+@pytest.mark.parametrize("task", ["ant", "walker2d"])
+def test_restored_state_steps_like_the_env(task):
+    """``restore_state`` / ``step_unlimited`` (OAP's env_return oracle, ``rlkit data check``) give the env's own
+    observations, ant's 111-value layout included."""
+    from rlkit.envs.restore import restore_state, step_unlimited
+
+    env, copy = envs.make(task), envs.make(task)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        data = env.unwrapped.data
+        restored = restore_state(copy, data.qpos.copy(), data.qvel.copy())
+        assert np.array_equal(restored, obs)
+        action = rng.uniform(-1, 1, env.action_space.shape)
+        obs, reward, terminated, _, _ = env.step(action)
+        stepped, stepped_reward, stepped_terminated = step_unlimited(copy, action)
+        assert np.array_equal(stepped, obs) and (stepped_reward, stepped_terminated) == (reward, terminated)
+        if terminated:
+            break
