@@ -139,7 +139,8 @@ def test_ant_is_d4rls_recording_layout():
 @pytest.mark.parametrize("task", ["ant", "walker2d"])
 def test_restored_state_steps_like_the_env(task):
     """``restore_state`` / ``step_unlimited`` (OAP's env_return oracle, ``rlkit data check``) give the env's own
-    observations, ant's 111-value layout included."""
+    observations, ant's 111-value layout included. ``qpos``/``qvel`` are not MuJoCo's whole state (the constraint
+    solver's warm start is not in them), so a restored step agrees to solver precision, not bit for bit."""
     from rlkit.envs.restore import restore_state, step_unlimited
 
     env, copy = envs.make(task), envs.make(task)
@@ -152,6 +153,7 @@ def test_restored_state_steps_like_the_env(task):
         action = rng.uniform(-1, 1, env.action_space.shape)
         obs, reward, terminated, _, _ = env.step(action)
         stepped, stepped_reward, stepped_terminated = step_unlimited(copy, action)
-        assert np.array_equal(stepped, obs) and (stepped_reward, stepped_terminated) == (reward, terminated)
+        np.testing.assert_allclose(stepped, obs, rtol=1e-4, atol=1e-4)  # rlkit data check's tolerance
+        assert stepped_reward == pytest.approx(reward, rel=1e-4, abs=1e-4) and stepped_terminated == terminated
         if terminated:
             break
