@@ -35,11 +35,25 @@ def _observed(env: gym.Env, raw_obs: np.ndarray) -> np.ndarray:
     return raw_obs
 
 
-def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there (through its wrappers)."""
+def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray,
+                  previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there (through its wrappers).
+
+    ``qpos``/``qvel`` are not all of what the next step reads: after ``mj_step`` MuJoCo's body positions
+    (``xpos``) are those of the last substep's start, one substep behind ``qpos``, and Ant's reward measures the
+    torso's displacement from them (``get_body_com``). A plain restore recomputes them from ``qpos``. With
+    ``previous = (qpos, qvel, action)`` of the step that led here, that step is replayed first and then
+    ``(qpos, qvel)`` written without recomputing, so the next step reads what it read when it was recorded.
+    """
     env.reset()
     raw = env.unwrapped
-    raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    if previous is None:
+        raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    else:
+        prev_qpos, prev_qvel, prev_action = previous
+        raw.set_state(np.asarray(prev_qpos, np.float64), np.asarray(prev_qvel, np.float64))
+        raw.step(np.asarray(prev_action, np.float64))
+        raw.data.qpos[:], raw.data.qvel[:] = qpos, qvel
     return _observed(env, raw._get_obs())
 
 

@@ -27,6 +27,7 @@ def collected(tmp_path_factory):
     policy = load_policy(POLICY_DIR / "walker2d-medium.pt", envs.make_vector("walker2d", 1))
     arrays = rollout("Walker2d-v5", policy, 1200, 0, 2)
     infos = {k: arrays.pop(k) for k in ("qpos", "qvel")}
+    files["ant"] = collect_to_file("ant-random-v2", steps=600, seed=0, out=root / "ant.hdf5", num_envs=2)
     files["walker2d-v5"] = write_d4rl(root / "walker2d-v5.hdf5", **arrays, infos=infos,
                                       provenance={"source": "collected", "id": "walker2d-medium-v2"})
     return files
@@ -46,11 +47,13 @@ def _rewrite(src, dst, change):
     return write_d4rl(dst, **arrays, infos=infos, provenance={"source": "collected", "id": "walker2d-medium-v2"})
 
 
-@pytest.mark.parametrize("task", ["hopper", "walker2d"])
-def test_collected_file_matches_its_env(capsys, collected, task):
+@pytest.mark.parametrize("task, gym_id, model", [("hopper", "Hopper-v4", "hopper.xml"),
+                                                  ("walker2d", "Walker2d-v4", "walker2d.xml"),
+                                                  ("ant", "Ant-v4", "ant.xml")])  # ant: rewards read lagging xpos
+def test_collected_file_matches_its_env(capsys, collected, task, gym_id, model):
     code, out, _ = _run(capsys, collected[task], "--rows", ROWS)
     assert code == 0, out
-    assert ("Walker2d-v4, model file walker2d.xml" if task == "walker2d" else "Hopper-v4, model file hopper.xml") in out
+    assert f"{gym_id}, model file {model}" in out
     assert out.rstrip().splitlines()[-1].startswith("MATCH")
     for line in out.splitlines()[4:-1]:  # every quantity: all rows within tolerance
         assert line.split()[-1] == "100.0%" or line.split()[1] == "0", line

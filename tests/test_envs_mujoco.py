@@ -139,21 +139,24 @@ def test_ant_is_d4rls_recording_layout():
 @pytest.mark.parametrize("task", ["ant", "walker2d"])
 def test_restored_state_steps_like_the_env(task):
     """``restore_state`` / ``step_unlimited`` (OAP's env_return oracle, ``rlkit data check``) give the env's own
-    observations, ant's 111-value layout included. ``qpos``/``qvel`` are not MuJoCo's whole state (the constraint
-    solver's warm start is not in them), so a restored step agrees to solver precision, not bit for bit."""
+    observations, ant's 111-value layout included, and, restored through the previous step, its rewards (Ant's
+    reward reads body positions that lag ``qpos`` by a substep after a step). ``qpos``/``qvel`` are not MuJoCo's
+    whole state (the solver's warm start is not in them): agreement to solver precision, not bit for bit."""
     from rlkit.envs.restore import restore_state, step_unlimited
 
     env, copy = envs.make(task), envs.make(task)
     obs, _ = env.reset(seed=3)
     rng = np.random.default_rng(3)
-    for _ in range(20):
+    previous = None
+    for _ in range(40):
         data = env.unwrapped.data
-        restored = restore_state(copy, data.qpos.copy(), data.qvel.copy())
-        assert np.array_equal(restored, obs)
+        qpos, qvel = data.qpos.copy(), data.qvel.copy()
+        np.testing.assert_array_equal(restore_state(copy, qpos, qvel, previous), obs)
         action = rng.uniform(-1, 1, env.action_space.shape)
         obs, reward, terminated, _, _ = env.step(action)
         stepped, stepped_reward, stepped_terminated = step_unlimited(copy, action)
-        np.testing.assert_allclose(stepped, obs, rtol=1e-4, atol=1e-4)  # rlkit data check's tolerance
-        assert stepped_reward == pytest.approx(reward, rel=1e-4, abs=1e-4) and stepped_terminated == terminated
+        np.testing.assert_allclose(stepped, obs, rtol=1e-6, atol=1e-6)
+        assert stepped_reward == pytest.approx(reward, rel=1e-6, abs=1e-6) and stepped_terminated == terminated
+        previous = (qpos, qvel, action)
         if terminated:
             break

@@ -2,8 +2,9 @@
 
 A D4RL-layout file that stores the simulator state of each row (``infos/qpos``, ``infos/qvel``: D4RL's MuJoCo
 locomotion files and rlkit's collected files) can be replayed row by row. For a seeded random sample of rows
-``i``, the env the dataset names is restored to ``(qpos_i, qvel_i)`` (:func:`rlkit.envs.restore.restore_state`),
-the row's action ``a_i`` is applied once (:func:`rlkit.envs.restore.step_unlimited`), and the results are
+``i``, the env the dataset names is restored to ``(qpos_i, qvel_i)`` (:func:`rlkit.envs.restore.restore_state`;
+inside an episode through the previous row's step, whose body positions Ant's reward reads), the row's action
+``a_i`` is applied once (:func:`rlkit.envs.restore.step_unlimited`), and the results are
 compared with the file:
 
 * ``observation``: the restored state's observation vs ``observations[i]`` (the state columns agree with the
@@ -143,9 +144,12 @@ def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, see
     ends = np.asarray(ends).copy()
     ends[-1] = True  # the last row has no successor in the file
     restored, stepped, rewards, terminated = [], [], [], []
+    starts = np.concatenate([[True], ends[:-1]])  # rows that begin an episode (reset: no previous step)
+    actions = raw["actions"]
     for i in sample:
-        restored.append(restore_state(sim_env, qpos[i], qvel[i]))
-        o, r, d = step_unlimited(sim_env, raw["actions"][i].astype(np.float64))
+        previous = None if starts[i] else (qpos[i - 1], qvel[i - 1], actions[i - 1].astype(np.float64))
+        restored.append(restore_state(sim_env, qpos[i], qvel[i], previous))
+        o, r, d = step_unlimited(sim_env, actions[i].astype(np.float64))
         stepped.append(o)
         rewards.append(r)
         terminated.append(d)
