@@ -3,8 +3,9 @@
 ``make(name)`` resolves a name to a gymnasium environment:
 
 * D4RL-named MuJoCo tasks -- ``hopper``, ``halfcheetah``, ``walker2d``, ``ant`` with or without a dataset
-  suffix (``hopper-medium``, ``walker2d-medium-replay-v2``) -- map to gymnasium's ``<Task>-v5`` envs
-  (:mod:`rlkit.envs.mujoco`); ``antmaze-<level>`` to D4RL's AntMaze evaluation env rebuilt on MuJoCo 3
+  suffix (``hopper-medium``, ``walker2d-medium-replay-v2``) -- map to gymnasium's ``<Task>-v4`` envs, the
+  dynamics D4RL recorded its data with (:mod:`rlkit.envs.mujoco`; a gymnasium id such as ``Walker2d-v5`` is
+  gymnasium's own env); ``antmaze-<level>`` to D4RL's AntMaze evaluation env rebuilt on MuJoCo 3
   (:mod:`rlkit.envs.antmaze`), and ``antmaze-gr-<level>`` to gymnasium-robotics' AntMaze (Minari's data);
 * ``atari100k-<game>`` -- the Atari 100k protocol (:mod:`rlkit.envs.atari`);
 * ``urlb-<domain>[_<task>]`` and ``dmc-<domain>_<task>`` -- dm_control (:mod:`rlkit.envs.dmc`);

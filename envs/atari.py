@@ -19,7 +19,10 @@ own sticky actions off; frame skipping, sticky actions, pooling and resizing hap
 * no no-op starts, no reward clipping, no frame stacking;
 * episodes are capped at 108,000 frames (27,000 agent steps), reported as ``truncated``;
 * a life loss does not end the episode; ``info["life_loss"]`` flags it (STORM ORs it into the stored
-  termination bit; that is the regime's business). ``info["lives"]`` has the lives left;
+  termination bit; that is the regime's business). ``info["lives"]`` has the lives left. The life counter it
+  compares with (``life_counter``) only moves when the lives decrease: STORM's ``LifeLossInfo`` wrapper
+  (``env_wrapper.py``) sets ``self.lives_info`` at reset and on a loss only, so after a bonus life the next
+  loss back to the old count is not flagged. ``env.kwargs.life_counter=every_step`` follows every change;
 * ``reseed_every_reset=True`` (the protocol's default, STORM's released code): a reset without a seed re-uses the last
   seed given, as STORM's training loop re-seeds its env identically at every reset. Every episode then
   starts from the same emulator state with the same sticky-action random stream; only the agent's actions
@@ -33,14 +36,23 @@ select it), or the alias ``atari-spr-<game>`` -- the SPR / DER protocol (SPR def
 * no sticky actions; 1..30 no-op frames after every full reset (uniform, the env's ``np_random``; the
   gymnasium ``AtariPreprocessing`` / baselines convention);
 * frame skip 4 with max-pool of the last 2 frames; grayscale (the ALE's luminance) resized to 84x84 with
-  area interpolation; the last 4 frames stacked -> uint8 ``(4, 84, 84)`` (gymnasium's
-  ``FrameStackObservation``, padded with the reset frame);
+  bilinear interpolation (``resize="bilinear"``: SPR's ``src/rlpyt_atari_env.py`` calls ``cv2.resize(frame,
+  (84, 84), cv2.INTER_LINEAR)``, OpenCV's fixed-point bilinear, reproduced bit for bit by
+  :func:`bilinear_resize`; ``env.kwargs.resize=area`` gives area interpolation); the last 4 frames stacked ->
+  uint8 ``(4, 84, 84)`` (gymnasium's ``FrameStackObservation``);
+* the stack starts from zero frames (``frame_stack_padding="zero"``): SPR's env zeroes its stack
+  (``_reset_obs``) at every reset and, in training, at every life loss, then appends the new frame, giving
+  ``[0, 0, 0, f]``. Here a reset, and the seedless reset that continues the game after a life-loss end, pad
+  with zeros the same way. ``env.kwargs.frame_stack_padding=reset`` repeats the first frame instead (gymnasium's
+  default). Not reproduced: SPR's env also acts one extra NOOP frame at a reset and after a life loss
+  (``_life_reset``) and shows that frame unpooled;
 * ``training=True`` (for collecting replay) clips rewards to their sign and ends an episode on a life
   loss. After such a life-loss end, ``reset()`` (without a seed) continues the same game from its current
   frame -- the dopamine / DQN convention -- and only a game over (or a ``seed``) resets the emulator.
   ``training=False`` (the default, for evaluation) returns raw scores and game-over episodes.
   ``info["raw_reward"]`` always has the unclipped reward;
-* the same 108,000-frame cap.
+* the same 108,000-frame cap; the same life counter as STORM's (SPR's ``_check_life`` also updates it on a loss
+  only).
 
 gymnasium's ``AtariPreprocessing`` would do the SPR preprocessing but needs OpenCV, which rlkit does not
 depend on; :class:`AtariProtocolEnv` does the same steps in numpy.
@@ -78,14 +90,15 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "atari100k-storm": {
         "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.25, "frame_skip": 4,
         "max_pool_last": 2, "noop_max": 0, "observation": "rgb uint8 (64, 64, 3) HWC, area resize",
-        "frame_stack": 1, "clip_rewards": False, "terminal_on_life_loss": False,
+        "frame_stack": 1, "clip_rewards": False, "terminal_on_life_loss": False, "life_counter": "on_loss",
         "reseed_every_reset": True, "max_episode_frames": MAX_EPISODE_FRAMES,
         "source": "STORM (Zhang et al. 2023), the authors' released code",
     },
     "atari100k-spr": {
         "ale_id": "ALE/<Game>-v5", "full_action_space": False, "sticky_actions": 0.0, "frame_skip": 4,
-        "max_pool_last": 2, "noop_max": 30, "observation": "grayscale uint8 (4, 84, 84), area resize",
-        "frame_stack": 4, "clip_rewards": "training only", "terminal_on_life_loss": "training only",
+        "max_pool_last": 2, "noop_max": 30, "observation": "grayscale uint8 (4, 84, 84), bilinear resize",
+        "frame_stack": 4, "frame_stack_padding": "zero", "clip_rewards": "training only",
+        "terminal_on_life_loss": "training only", "life_counter": "on_loss",
         "reseed_every_reset": False,
         "max_episode_frames": MAX_EPISODE_FRAMES, "source": "SPR (Schwarzer et al. 2021) defaults",
     },
@@ -198,6 +211,46 @@ def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=16)
+def linear_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's ``INTER_LINEAR`` taps for one axis: source indices ``(i0, i1)`` and 11-bit fixed-point weights
+    ``(out, 2)`` summing to 2048. Source coordinate ``f = (d + 0.5) in/out - 0.5`` (float32), ``i0 = floor(f)``,
+    weights ``round((1 - frac) 2048), round(frac 2048)``; clamped to the edge pixel outside the image."""
+    scale = in_size / out_size
+    i0 = np.zeros(out_size, np.int64)
+    w = np.zeros((out_size, 2), np.int64)
+    for d in range(out_size):
+        f = np.float32((d + 0.5) * scale - 0.5)
+        s = int(np.floor(f))
+        frac = np.float32(f - s)
+        if s < 0:
+            s, frac = 0, np.float32(0)
+        if s >= in_size - 1:
+            s, frac = in_size - 1, np.float32(0)
+        i0[d] = s
+        w[d] = (np.rint(np.float32(1 - frac) * 2048), np.rint(frac * 2048))
+    return i0, np.minimum(i0 + 1, in_size - 1), w
+
+
+def bilinear_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a uint8 ``(H, W)`` image, equal to OpenCV's ``cv2.resize(..., INTER_LINEAR)``.
+
+    Rows first: ``h = p[i0] w0 + p[i1] w1`` (integers, scale 2048), then columns with the rounding of OpenCV's
+    vectorised pass: ``((h0 >> 4) b0 >> 16) + ((h1 >> 4) b1 >> 16)``, then ``(x + 2) >> 2``.
+    """
+    ys0, ys1, wy = linear_weights(image.shape[0], height)
+    xs0, xs1, wx = linear_weights(image.shape[1], width)
+    src = image.astype(np.int64)
+    rows = src[:, xs0] * wx[:, 0] + src[:, xs1] * wx[:, 1]
+    out = ((rows[ys0] >> 4) * wy[:, :1] >> 16) + ((rows[ys1] >> 4) * wy[:, 1:] >> 16)
+    return np.clip((out + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+RESIZES = {"area": area_resize, "bilinear": bilinear_resize}
+LIFE_COUNTERS = ("on_loss", "every_step")
+STACK_PADDINGS = ("zero", "reset")
+
+
 # --- the protocol wrapper -----------------------------------------------------------------------------
 
 class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -210,12 +263,13 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, protocol: str, frame_skip: int = 4,
                  repeat_action_probability: float = 0.25, noop_max: int = 0, grayscale: bool = False,
                  size: int = 64, clip_rewards: bool = False, terminal_on_life_loss: bool = False,
-                 reseed_every_reset: bool = False) -> None:
+                 reseed_every_reset: bool = False, resize: str = "area", life_counter: str = "on_loss") -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, protocol=protocol, frame_skip=frame_skip,
             repeat_action_probability=repeat_action_probability, noop_max=noop_max, grayscale=grayscale,
             size=size, clip_rewards=clip_rewards,
-            terminal_on_life_loss=terminal_on_life_loss, reseed_every_reset=reseed_every_reset)
+            terminal_on_life_loss=terminal_on_life_loss, reseed_every_reset=reseed_every_reset, resize=resize,
+            life_counter=life_counter)
         gym.Wrapper.__init__(self, env)
         ale = env.unwrapped.ale
         if ale.getFloat("repeat_action_probability") != 0.0 or env.unwrapped._frameskip != 1:
@@ -228,6 +282,15 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.grayscale, self.size = grayscale, int(size)
         self.clip_rewards, self.terminal_on_life_loss = clip_rewards, terminal_on_life_loss
         self.reseed_every_reset = bool(reseed_every_reset)
+        if resize not in RESIZES:
+            raise EnvError(f"unknown env.kwargs.resize '{resize}'; choose one of: {', '.join(RESIZES)}")
+        if resize == "bilinear" and not grayscale:
+            raise EnvError("resize=bilinear is SPR's grayscale resize; the RGB protocol uses resize=area")
+        if life_counter not in LIFE_COUNTERS:
+            raise EnvError(f"unknown env.kwargs.life_counter '{life_counter}'; choose one of: "
+                           f"{', '.join(LIFE_COUNTERS)}")
+        self._resize_fn = RESIZES[resize]
+        self.life_counter = life_counter
         self._action_set = env.unwrapped._action_set
         self._noop = ale_py.Action.NOOP
         h, w = ale.getScreenDims()
@@ -253,7 +316,7 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.ale.getScreenRGB(self._screens[slot])
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
-        return area_resize(frame, self.size, self.size)
+        return self._resize_fn(frame, self.size, self.size)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None,
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -299,7 +362,8 @@ class AtariProtocolEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._last_obs = self._resize(frame)
         lives = ale.lives()
         life_loss = lives < self._lives
-        self._lives = lives
+        if life_loss or self.life_counter == "every_step":
+            self._lives = lives
         self._game_over = terminated or truncated
         info = {"lives": lives, "life_loss": life_loss, "raw_reward": reward, "frames": frames,
                 "episode_frame_number": ale.getEpisodeFrameNumber()}
@@ -333,39 +397,49 @@ def _base_env(name: str, **kwargs: Any) -> gym.Env:
 
 
 def make_atari100k(name: str, *, protocol: str = "storm", repeat_action_probability: float | None = None,
-                   reseed_every_reset: bool = True, **kwargs: Any) -> gym.Env:
+                   reseed_every_reset: bool = True, life_counter: str = "on_loss", **kwargs: Any) -> gym.Env:
     """``atari100k-<game>``: STORM's Atari 100k protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards), or
     with ``protocol="spr"`` the SPR protocol (:func:`make_atari_spr`; its keywords ``training``,
     ``clip_rewards``, ``terminal_on_life_loss``, ``noop_max``, ``frame_stack`` pass through).
 
     ``repeat_action_probability`` is exposed for tests and ablations; the STORM protocol value is 0.25.
-    ``reseed_every_reset`` (STORM's released code's behaviour) re-uses the last seed at seedless resets.
+    ``reseed_every_reset`` (STORM's released code's behaviour) re-uses the last seed at seedless resets;
+    ``life_counter`` (``on_loss``: STORM's code; ``every_step``) is the counter ``info["life_loss"]`` compares with.
     """
     _protocol_label(protocol)
     if protocol == "spr":
         if repeat_action_probability is not None:
             raise EnvError("the SPR protocol has no sticky actions; drop env.kwargs.repeat_action_probability")
-        return make_atari_spr(name, reseed_every_reset=reseed_every_reset, **kwargs)
-    spr_only = sorted(set(kwargs) & {"training", "clip_rewards", "terminal_on_life_loss", "noop_max", "frame_stack"})
+        return make_atari_spr(name, reseed_every_reset=reseed_every_reset, life_counter=life_counter, **kwargs)
+    spr_only = sorted(set(kwargs) & {"training", "clip_rewards", "terminal_on_life_loss", "noop_max", "frame_stack",
+                                     "frame_stack_padding", "resize"})
     if spr_only:
         raise EnvError(f"{spr_only} are options of the SPR protocol; add env.kwargs.protocol=spr or drop them")
     sticky = 0.25 if repeat_action_probability is None else repeat_action_probability
     return AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-storm", frame_skip=4,
                             repeat_action_probability=sticky, noop_max=0,
-                            grayscale=False, size=64, reseed_every_reset=reseed_every_reset)
+                            grayscale=False, size=64, reseed_every_reset=reseed_every_reset,
+                            life_counter=life_counter)
 
 
 def make_atari_spr(name: str, *, training: bool = False, clip_rewards: bool | None = None,
                    terminal_on_life_loss: bool | None = None, noop_max: int = 30, frame_stack: int = 4,
+                   frame_stack_padding: str = "zero", resize: str = "bilinear", life_counter: str = "on_loss",
                    reseed_every_reset: bool = False, **kwargs: Any) -> gym.Env:
     """``atari-spr-<game>``: the SPR / DER protocol (84x84 grayscale, 4-stack, no sticky, no-op starts).
 
     ``training=True`` turns on reward clipping and life-loss-as-terminal (each can be set on its own); the
-    default ``training=False`` is the evaluation form (raw scores, game-over episodes).
+    default ``training=False`` is the evaluation form (raw scores, game-over episodes). ``frame_stack_padding``
+    (``zero``: SPR's code; ``reset``), ``resize`` (``bilinear``: SPR's code; ``area``) and ``life_counter``: see the
+    module docstring.
     """
+    if frame_stack_padding not in STACK_PADDINGS:
+        raise EnvError(f"unknown env.kwargs.frame_stack_padding '{frame_stack_padding}'; choose one of: "
+                       f"{', '.join(STACK_PADDINGS)}")
     base = AtariProtocolEnv(_base_env(name, **kwargs), protocol="atari100k-spr", frame_skip=4,
                             repeat_action_probability=0.0, noop_max=noop_max, grayscale=True, size=84,
                             clip_rewards=training if clip_rewards is None else clip_rewards,
                             terminal_on_life_loss=training if terminal_on_life_loss is None
-                            else terminal_on_life_loss, reseed_every_reset=reseed_every_reset)
-    return gym.wrappers.FrameStackObservation(base, frame_stack)
+                            else terminal_on_life_loss, reseed_every_reset=reseed_every_reset, resize=resize,
+                            life_counter=life_counter)
+    return gym.wrappers.FrameStackObservation(base, frame_stack, padding_type=frame_stack_padding)

@@ -29,17 +29,17 @@ from typing import Any
 class Locomotion:
     """A D4RL locomotion domain: online env ``<domain>``, offline envs ``<domain>-<dataset kind>``."""
 
-    domain: str  # rlkit env id, e.g. "hopper" (gymnasium's Hopper-v5)
+    domain: str  # rlkit env id, e.g. "hopper" (gymnasium's Hopper-v4: the D4RL recording dynamics)
     gym_id: str  # the gymnasium env it is evaluated on
     random: float  # D4RL REF_MIN_SCORE
     expert: float  # D4RL REF_MAX_SCORE
 
 
 LOCOMOTION: tuple[Locomotion, ...] = (
-    Locomotion("hopper", "Hopper-v5", -20.272305, 3234.3),
-    Locomotion("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0),
-    Locomotion("walker2d", "Walker2d-v5", 1.629008, 4592.3),
-    Locomotion("ant", "Ant-v5", -325.6, 3879.7),
+    Locomotion("hopper", "Hopper-v4", -20.272305, 3234.3),
+    Locomotion("halfcheetah", "HalfCheetah-v4", -280.178953, 12135.0),
+    Locomotion("walker2d", "Walker2d-v4", 1.629008, 4592.3),
+    Locomotion("ant", "Ant-v4", -325.6, 3879.7),
 )
 
 #: the D4RL ``-v2`` dataset kinds every locomotion domain has
@@ -212,7 +212,8 @@ def _atari(row: AtariGame) -> dict[str, dict[str, Any]]:
     description = (f"{row.title} on Atari 100k, STORM protocol (64x64 RGB, sticky 0.25, skip 4, raw rewards, "
                    "life-loss flag).")
     env = _env(name, description, name, "atari", suite="atari100k", observation="pixels", action="discrete",
-               kwargs={"reseed_every_reset": True}, score={"table": "atari", "task": row.game})
+               kwargs={"reseed_every_reset": True, "life_counter": "on_loss"},  # STORM's code (envs.atari)
+               score={"table": "atari", "task": row.game})
     # 100k agent steps (400k frames); one evaluation at the end with 20 sampled-policy episodes (STORM)
     return {name: {"env": env, "train": {"steps": 100000},
                    "eval": {"interval": 0, "episodes": 20, "num_envs": 5, "deterministic": False}}}

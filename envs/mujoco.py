@@ -1,35 +1,44 @@
-"""D4RL-named MuJoCo locomotion tasks on gymnasium's v5 environments.
+"""D4RL-named MuJoCo locomotion tasks on gymnasium's v4 envs: the dynamics D4RL's data was recorded with.
 
-D4RL's ``-v2`` datasets were recorded on the mujoco-py ``<Task>-v3`` envs; gymnasium's ``-v5`` envs have
-the same observation and action layouts, rewards and 1000-step limit, and run on the maintained
-``mujoco`` bindings, so a policy trained on D4RL data is evaluated there (as d3rlpy and TorchRL do).
+D4RL's ``-v2`` locomotion datasets were recorded on the mujoco-py ``<Task>-v3`` envs. Gymnasium's ``-v4``
+envs are those envs ported to the maintained ``mujoco`` bindings: the same model files, observations,
+rewards, termination rules, reset noise and 1000-step limit. rlkit builds exactly them, so every step a
+policy takes is the step its dataset was recorded with (``tests/test_envs_mujoco.py`` replays seeds and
+action sequences against ``gymnasium.make("<Task>-v4")`` to the end of each episode, bit for bit).
 
-Ant is the exception, and is adjusted to D4RL's recording: D4RL's ant observations have 111 values,
-``qpos[2:]`` (13), ``qvel`` (14) and 84 contact-force values that are all zero in the files, because
-mujoco-py under MuJoCo 2.x never filled ``cfrc_ext`` (D4RL issue #143). For the same reason the contact
-cost in the recorded rewards is zero. Gymnasium's ``Ant-v5`` observes the real contact forces of 13
-bodies (105 values) and charges their cost. So ``ant`` is ``Ant-v5`` with contact forces out of the
-observation and out of the reward, padded with 84 zeros to D4RL's 111-value layout (:data:`ANT_D4RL_DIM`).
-The forward reward, the survive bonus of 1, the control cost of ``0.5 |a|^2``, the 0.2-1.0 healthy
-height and the reset noise are the same in both.
+Gymnasium's ``-v5`` envs are *not* the recording dynamics, which is why rlkit does not use them:
+
+* ``Walker2d-v5`` loads ``walker2d_v5.xml``, whose right foot has friction 1.9 where ``walker2d.xml`` (v2-v4,
+  D4RL) has 0.9: observations part within tens of steps;
+* ``Hopper-v5``, ``Walker2d-v5`` and ``Ant-v5`` pay no healthy reward on the step that ends the episode;
+  v2-v4 pay it (every return differs by 1.0 at a fall).
+
+v5 with ``xml_file=`` and a reward wrapper could mimic v4, but would re-derive the v4 semantics by hand; v4
+*is* them. Gymnasium marks v4 "out of date" with a ``DeprecationWarning`` when it is made; rlkit chose v4 on
+purpose, so :func:`make_locomotion` silences exactly that message for exactly these ids.
+
+Ant is adjusted to D4RL's recording: D4RL's ant observations have 111 values, ``qpos[2:]`` (13), ``qvel``
+(14) and 84 contact-force values that are all zero in the files, because mujoco-py under MuJoCo 2.x never
+filled ``cfrc_ext`` (D4RL issue #143). For the same reason the contact cost in the recorded rewards is
+zero. So ``ant`` is ``Ant-v4`` with ``use_contact_forces=False`` (contact forces neither observed nor
+charged; the forward reward, survive bonus of 1, control cost ``0.5 |a|^2``, 0.2-1.0 healthy height and
+reset noise as recorded), padded with 84 zeros to D4RL's 111-value layout (:data:`ANT_D4RL_DIM`).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from rlkit.envs.catalog import LOCOMOTION
 from rlkit.errors import EnvError
 
-LOCOMOTION_TASKS = {
-    "hopper": "Hopper-v5",
-    "halfcheetah": "HalfCheetah-v5",
-    "walker2d": "Walker2d-v5",
-    "ant": "Ant-v5",
-}
+#: rlkit task -> the gymnasium id it is (the D4RL ``-v2`` recording dynamics), from the catalog's rows
+LOCOMOTION_TASKS = {row.domain: row.gym_id for row in LOCOMOTION}
 
 # gymnasium-robotics ids of the AntMaze mazes on which Minari regenerated D4RL's AntMaze data
 # (``D4RL/antmaze/<level>-v1``). The original D4RL files were recorded on another ant: envs.antmaze.
@@ -52,14 +61,35 @@ ANT_D4RL_DIM = 111
 ANT_STATE_DIM = 27  # qpos[2:] + qvel; the rest of D4RL's ant observation is zero
 
 
+def make_v4(gym_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make(gym_id)`` for a v4 locomotion id, without gymnasium's "out of date" warning (rlkit
+    runs v4 on purpose: it is the recording dynamics; see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{re.escape(gym_id)} is out of date.*")
+        return gym.make(gym_id, **kwargs)
+
+
+def model_file(name: str) -> str:
+    """The MuJoCo model file the task ``name`` loads (e.g. ``walker2d.xml``), for reports."""
+    env = make_locomotion(name)
+    try:
+        return str(env.unwrapped.fullpath).rsplit("/", 1)[-1]
+    finally:
+        env.close()
+
+
 def make_locomotion(name: str, **kwargs: Any) -> gym.Env:
+    """The rlkit task of a D4RL-style name (``hopper``, ``walker2d-medium-replay-v2``); a gymnasium id
+    (``Walker2d-v5``) is gymnasium's env of that id, unchanged."""
+    if name in gym.registry:
+        return gym.make(name, **kwargs)
     task = task_of(name)
     if task not in LOCOMOTION_TASKS:
         raise EnvError(f"unknown MuJoCo task '{task}' in '{name}'; choose one of {sorted(LOCOMOTION_TASKS)}")
     kwargs.pop("dataset", None)
     if task != "ant":
-        return gym.make(LOCOMOTION_TASKS[task], **kwargs)
-    env = gym.make("Ant-v5", **{"include_cfrc_ext_in_observation": False, "contact_cost_weight": 0.0, **kwargs})
+        return make_v4(LOCOMOTION_TASKS[task], **kwargs)
+    env = make_v4("Ant-v4", **{"use_contact_forces": False, **kwargs})
     if env.observation_space.shape != (ANT_STATE_DIM,):
         return env  # a caller asked for another layout explicitly
     space = gym.spaces.Box(-np.inf, np.inf, shape=(ANT_D4RL_DIM,), dtype=np.float64)

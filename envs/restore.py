@@ -22,12 +22,46 @@ def sim_data(env: gym.Env):
     return raw.data if isinstance(raw, MujocoEnv) else None
 
 
-def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there."""
+def _observed(env: gym.Env, raw_obs: np.ndarray) -> np.ndarray:
+    """``raw_obs`` of the bare simulator mapped through ``env``'s observation wrappers, innermost first (the
+    observation ``env`` itself gives: e.g. ``ant``'s 27 values padded to D4RL's 111)."""
+    wrappers = []
+    while isinstance(env, gym.Wrapper):
+        wrappers.append(env)
+        env = env.env
+    for wrapper in reversed(wrappers):
+        if isinstance(wrapper, gym.ObservationWrapper):
+            raw_obs = wrapper.observation(raw_obs)
+    return raw_obs
+
+
+def restore_state(env: gym.Env, qpos: np.ndarray, qvel: np.ndarray,
+                  previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Put a MuJoCo env into ``(qpos, qvel)`` and return its observation there (through its wrappers).
+
+    ``qpos``/``qvel`` are not all of what the next step reads: after ``mj_step`` MuJoCo's body positions
+    (``xpos``) are those of the last substep's start, one substep behind ``qpos``, and Ant's reward measures the
+    torso's displacement from them (``get_body_com``). A plain restore recomputes them from ``qpos``. With
+    ``previous = (qpos, qvel, action)`` of the step that led here, that step is replayed first and then
+    ``(qpos, qvel)`` written without recomputing, so the next step reads what it read when it was recorded.
+    """
     env.reset()
     raw = env.unwrapped
-    raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
-    return raw._get_obs()
+    if previous is None:
+        raw.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    else:
+        prev_qpos, prev_qvel, prev_action = previous
+        raw.set_state(np.asarray(prev_qpos, np.float64), np.asarray(prev_qvel, np.float64))
+        raw.step(np.asarray(prev_action, np.float64))
+        raw.data.qpos[:], raw.data.qvel[:] = qpos, qvel
+    return _observed(env, raw._get_obs())
+
+
+def step_unlimited(env: gym.Env, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """One step of the simulator under ``env``'s wrappers, past the time limit and the order checks (a
+    restored state is mid-episode): ``(observation, reward, terminated)``."""
+    obs, reward, terminated, _, _ = env.unwrapped.step(action)
+    return _observed(env, obs), float(reward), bool(terminated)
 
 
 def rollout_returns(envs: list[gym.Env], qpos: np.ndarray, qvel: np.ndarray, first_actions: np.ndarray,
@@ -49,7 +83,7 @@ def rollout_returns(envs: list[gym.Env], qpos: np.ndarray, qvel: np.ndarray, fir
             for j, env in enumerate(live):
                 if not alive[j]:
                     continue
-                o, r, terminated, _, _ = env.unwrapped.step(action[j])
+                o, r, terminated = step_unlimited(env, action[j])
                 out[idx[j]] += gamma ** t * r
                 obs[j] = o
                 alive[j] = not terminated

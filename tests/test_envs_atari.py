@@ -11,7 +11,7 @@ import pytest
 
 from rlkit import envs
 from rlkit.envs import atari
-from rlkit.envs.atari import area_resize
+from rlkit.envs.atari import area_resize, bilinear_resize
 from rlkit.errors import EnvError
 
 gym.register_envs(ale_py)
@@ -196,11 +196,15 @@ def test_spr_observation_stack_and_noop_starts():
     obs, info = env.reset(seed=0)
     assert info["protocol"] == "atari100k-spr"
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
-    assert all(np.array_equal(obs[0], obs[k]) for k in range(4))  # padded with the reset frame
+    assert not obs[:3].any() and obs[-1].any()  # SPR's code: the stack starts from zero frames
     ale = env.unwrapped.ale
     gray = np.zeros((210, 160), np.uint8)
     ale.getScreenGrayscale(gray)
-    np.testing.assert_array_equal(obs[-1], area_resize(gray, 84, 84))
+    np.testing.assert_array_equal(obs[-1], bilinear_resize(gray, 84, 84))  # SPR's cv2 INTER_LINEAR
+    padded, _ = envs.make("atari-spr-breakout", frame_stack_padding="reset").reset(seed=0)
+    assert all(np.array_equal(padded[k], obs[-1]) for k in range(4))
+    area, _ = envs.make("atari-spr-breakout", resize="area").reset(seed=0)
+    np.testing.assert_array_equal(area[-1], area_resize(gray, 84, 84))
     starts = set()
     for seed in range(8):
         env.reset(seed=seed)
@@ -235,9 +239,60 @@ def test_spr_training_clips_rewards_and_ends_on_life_loss():
     frame = train.unwrapped.ale.getEpisodeFrameNumber()
     obs2, reset_info = train.reset()  # a life-loss end continues the same game
     assert reset_info["soft_reset"] and train.unwrapped.ale.getEpisodeFrameNumber() == frame
-    assert all(np.array_equal(obs2[k], obs[-1]) for k in range(4))
+    # SPR's code zeroes the stack at a life loss and appends the current frame
+    assert not obs2[:3].any() and np.array_equal(obs2[-1], obs[-1])
 
     evaluation = envs.make("atari-spr-ms_pacman")
     _, terminated, info, rewards = _play_until_life_loss(evaluation, 0)
     assert info["life_loss"] and not terminated
     assert all(r == raw for r, raw in rewards) and max(r for r, _ in rewards) > 1
+
+
+# --- resize, life counter -----------------------------------------------------------------------------
+
+
+def test_bilinear_resize_closed_forms():
+    flat = np.full((210, 160), 77, np.uint8)
+    np.testing.assert_array_equal(bilinear_resize(flat, 84, 84), np.full((84, 84), 77))
+    # 2x downscale: source coordinate 2d + 0.5, the mean of two neighbours (rows, then columns)
+    ramp = np.tile(np.arange(0, 200, 2, dtype=np.uint8), (100, 1))  # value 2x at column x
+    out = bilinear_resize(ramp, 50, 50)
+    np.testing.assert_array_equal(out, np.tile(4 * np.arange(50) + 1, (50, 1)))
+
+
+@pytest.mark.parametrize("game", ["breakout", "ms_pacman"])
+def test_bilinear_resize_equals_opencv(game):
+    """SPR's resize is ``cv2.resize(frame, (84, 84), cv2.INTER_LINEAR)`` (OpenCV is not an rlkit dependency)."""
+    cv2 = pytest.importorskip("cv2")
+    env = envs.make(f"atari-spr-{game}")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    gray = np.zeros((210, 160), np.uint8)
+    frames = [rng.integers(0, 256, (210, 160), dtype=np.uint8)]
+    for _ in range(40):
+        env.step(int(rng.integers(env.action_space.n)))
+        env.unwrapped.ale.getScreenGrayscale(gray)
+        frames.append(gray.copy())
+    for frame in frames:
+        np.testing.assert_array_equal(bilinear_resize(frame, 84, 84), cv2.resize(frame, (84, 84), cv2.INTER_LINEAR))
+
+
+@pytest.mark.parametrize("counter, flagged", [("on_loss", False), ("every_step", True)])
+def test_life_counter_after_a_bonus_life(counter, flagged):
+    """STORM's LifeLossInfo moves its counter only on a loss: after a bonus life (lives above the counter) the
+    next loss, back to the counter's value, is not flagged. ``every_step`` follows every change."""
+    env = envs.make("atari100k-ms_pacman", life_counter=counter)
+    env.reset(seed=0)
+    inner = env
+    while not hasattr(inner, "life_counter"):
+        inner = inner.env
+    lives = inner.ale.lives()
+    inner._lives = lives - 1  # as after a bonus life: the ALE has one more life than the counter
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        if info["lives"] < lives:
+            break
+    assert info["lives"] == lives - 1 and info["life_loss"] is flagged
+    _, _, _, _, info = env.step(0)
+    assert inner._lives == lives - 1

@@ -3,7 +3,8 @@ al. 2021, released ``agent/diayn.py`` and ``diayn.yaml``), on the URLB DDPG back
 
 * Skills: one-hot ``z`` of ``skill_dim`` (16), drawn uniformly at episode starts and every
   ``update_skill_every`` (50) steps, in pretraining **and** finetuning (URLB's code keeps resampling); the
-  actor and critic see ``[s, z]``.  Evaluation uses the first skill (URLB draws a random one per episode).
+  actor and critic see ``[s, z]``.  Evaluation (``eval_skill``, :func:`eval_skill_index`): ``random`` (default,
+  URLB's code) one uniform skill per evaluation, shared by its episodes; ``first``: skill 0.
 * Discriminator ``q(z|s') = softmax(d(s'))``, ``d``: ``Linear -> ReLU -> Linear -> ReLU -> Linear`` (hidden
   ``hidden_dim``, orthogonal init), trained with the cross-entropy of the active skill (Adam, lr 1e-4), one step
   per update before the reward.
@@ -24,7 +25,31 @@ import torch.nn.functional as F
 from rlkit.algorithms.unsupervised.cic import mlp3
 from rlkit.algorithms.unsupervised.ddpg import DDPG
 from rlkit.algorithms.unsupervised.rnd import states_only
+from rlkit.errors import ConfigError
 from rlkit.optim import adam, step
+
+EVAL_SKILLS = ("random", "first")
+
+
+def check_eval_skill(eval_skill: str) -> str:
+    if eval_skill not in EVAL_SKILLS:
+        raise ConfigError(f"unknown algo.eval_skill '{eval_skill}'; choose one of: {', '.join(EVAL_SKILLS)}")
+    return eval_skill
+
+
+def eval_skill_index(eval_skill: str, skills: int, env_step: int) -> int:
+    """The one-hot skill an evaluation acts with.
+
+    ``random`` is URLB's code: ``eval()`` in ``pretrain.py`` and ``finetune.py`` calls ``meta =
+    self.agent.init_meta()`` once, before its episode loop, and DIAYN's / SMM's ``init_meta`` draw a uniform
+    one-hot skill (``np.random.choice``); so every evaluation draws one skill and all its episodes use it. The
+    draw here comes from the evaluation's own torch stream (:func:`rlkit.evaluation.evaluate` seeds it) mixed
+    with the agent's ``env_step``, so it is reproducible and differs between evaluations. ``first``: skill 0.
+    """
+    if eval_skill == "first":
+        return 0
+    stream = int(torch.randint(2**31 - 1, ()))
+    return int(np.random.default_rng([stream, int(env_step)]).integers(skills))
 
 
 def discriminator_step(net: torch.nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor,
@@ -46,8 +71,10 @@ class DIAYN(DDPG):
     architecture_keys: ClassVar[tuple[str, ...]] = ("obs_type", "hidden_dim", "feature_dim", "skill_dim")
 
     def __init__(self, observation_space, action_space, device="cpu", *, skill_dim: int = 16,
-                 update_skill_every: int = 50, diayn_scale: float = 1.0, **ddpg_kwargs: Any) -> None:
+                 update_skill_every: int = 50, diayn_scale: float = 1.0, eval_skill: str = "random",
+                 **ddpg_kwargs: Any) -> None:
         states_only("DIAYN", ddpg_kwargs)
+        self.eval_skill = check_eval_skill(eval_skill)
         super().__init__(observation_space, action_space, device, meta_dim=int(skill_dim), **ddpg_kwargs)
         self.skill_dim, self.meta_interval = int(skill_dim), int(update_skill_every)
         self.diayn_scale = float(diayn_scale)
@@ -63,7 +90,9 @@ class DIAYN(DDPG):
         return {"skill": np.eye(self.skill_dim, dtype=np.float32)[rng.integers(0, self.skill_dim, n)]}
 
     def eval_meta(self, n: int) -> dict[str, np.ndarray]:
-        return {"skill": np.repeat(np.eye(self.skill_dim, dtype=np.float32)[:1], n, axis=0)}
+        """The evaluation's skill for all ``n`` envs (``eval_skill``: :func:`eval_skill_index`)."""
+        index = eval_skill_index(self.eval_skill, self.skill_dim, self.env_step)
+        return {"skill": np.repeat(np.eye(self.skill_dim, dtype=np.float32)[index:index + 1], n, axis=0)}
 
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the discriminator on ``CE(d(s'), z)``."""

@@ -26,8 +26,9 @@ switches skills on ``time_step.last()``, which the training loop never passes (i
 random skill).  ``finetune_skill: random`` (default) is what the code does; ``finetune_skill: search`` runs the
 routine as intended (:class:`SkillTrial`): finetuning's first ``K`` episodes try each skill once in random order,
 acting with the pretrained actor even during the seed steps (random actions would score nothing of the skill),
-then the best-return skill is kept for training and evaluation.  Evaluation otherwise uses the first skill
-(URLB draws one at random per evaluation).
+then the best-return skill is kept for training and evaluation.  Evaluation otherwise follows ``eval_skill``:
+``random`` (default, URLB's code: one uniform skill per evaluation, shared by its episodes) or ``first`` (skill 0);
+see :func:`rlkit.algorithms.unsupervised.diayn.eval_skill_index`.
 
 States only here.
 """
@@ -45,7 +46,7 @@ from torch import nn
 
 from rlkit.algorithms.unsupervised.cic import mlp3
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
-from rlkit.algorithms.unsupervised.diayn import discriminator_step
+from rlkit.algorithms.unsupervised.diayn import check_eval_skill, discriminator_step, eval_skill_index
 from rlkit.algorithms.unsupervised.rnd import states_only
 from rlkit.errors import ConfigError
 from rlkit.optim import adam, step
@@ -136,7 +137,8 @@ class SMM(DDPG):
     def __init__(self, observation_space, action_space, device="cpu", *, z_dim: int = 4, sp_lr: float = 1e-3,
                  vae_lr: float = 1e-2, vae_beta: float = 0.5, code_dim: int = 128, vae_hidden_dim: int = 150,
                  state_ent_coef: float = 1.0, latent_ent_coef: float = 1.0, latent_cond_ent_coef: float = 1.0,
-                 discriminator_sign: str = "code", finetune_skill: str = "random", **ddpg_kwargs: Any) -> None:
+                 discriminator_sign: str = "code", finetune_skill: str = "random", eval_skill: str = "random",
+                 **ddpg_kwargs: Any) -> None:
         states_only("SMM", ddpg_kwargs)
         if discriminator_sign not in DISCRIMINATOR_SIGNS:
             raise ConfigError(f"unknown algo.discriminator_sign '{discriminator_sign}'; choose code or paper")
@@ -149,6 +151,7 @@ class SMM(DDPG):
         self.coefs = (float(state_ent_coef), float(latent_ent_coef), float(latent_cond_ent_coef))
         self.discriminator_sign = DISCRIMINATOR_SIGNS[discriminator_sign]
         self.finetune_skill = finetune_skill
+        self.eval_skill = check_eval_skill(eval_skill)
         self.reward_before_rep_update = True  # URLB: the reward comes from the losses' forward passes
         self.discriminator = mlp3(self.obs_dim, self.hidden_dim, self.z_dim).to(self.device)
         self.vae = SMMVAE(self.obs_dim + self.z_dim, int(code_dim), int(vae_hidden_dim)).to(self.device)
@@ -173,8 +176,8 @@ class SMM(DDPG):
         return {"skill": np.eye(self.z_dim, dtype=np.float32)[index]}
 
     def eval_meta(self, n: int) -> dict[str, np.ndarray]:
-        """The first skill, or with ``search`` the best-return skill tried so far."""
-        index = self.trial.best() if self.searching else 0
+        """With ``search`` the best-return skill tried so far, else ``eval_skill`` (:func:`eval_skill_index`)."""
+        index = self.trial.best() if self.searching else eval_skill_index(self.eval_skill, self.z_dim, self.env_step)
         return {"skill": np.repeat(np.eye(self.z_dim, dtype=np.float32)[index:index + 1], n, axis=0)}
 
     def observe_reward(self, reward: np.ndarray) -> None:

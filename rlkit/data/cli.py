@@ -13,6 +13,11 @@ usage:
   rlkit data download ID                  fetch a D4RL file into $RLKIT_DATA (resumable)
   rlkit data collect env=NAME [steps=N] [seed=S] [policy=RUN_DIR_OR_PT] [out=PATH]
                                           roll out a behaviour policy and write the D4RL layout
+  rlkit data check PATH_OR_ID [--env NAME] [--rows N]
+                                          restore sampled rows from infos/qpos,qvel in the dataset's env
+                                          (or NAME), apply each row's action and compare the next
+                                          observation, reward and terminal with the file (default 2000
+                                          rows); exit 0 when the file matches its env, 1 when not
 """
 
 
@@ -71,4 +76,35 @@ def cmd_data(args: list[str]) -> int:
         path = collect_to_file(str(dataset.id), steps, seed, kv.get("policy"), kv.get("out"), num_envs)
         print(path)
         return 0
-    raise ConfigError(f"unknown data command '{sub}'; choose one of: info, download, collect")
+    if sub == "check":
+        from rlkit.data.check import DEFAULT_ROWS, check, format_check
+
+        options, positional = _flags(rest, ("--env", "--rows"))
+        if len(positional) != 1:
+            raise ConfigError("`rlkit data check` takes one PATH_OR_ID (and --env NAME, --rows N)")
+        try:
+            rows = int(options.get("--rows", DEFAULT_ROWS))
+        except ValueError as exc:
+            raise ConfigError(f"--rows must be an integer ({exc})") from exc
+        result = check(positional[0], options.get("--env"), rows)
+        print(format_check(result))
+        return 0 if result.matches else 1
+    raise ConfigError(f"unknown data command '{sub}'; choose one of: info, download, collect, check")
+
+
+def _flags(args: list[str], names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """``--name VALUE`` / ``--name=VALUE`` options among ``args``, and the positional rest."""
+    options, positional = {}, []
+    it = iter(args)
+    for arg in it:
+        key, eq, value = arg.partition("=")
+        if key in names:
+            value = value if eq else next(it, None)
+            if value is None:
+                raise ConfigError(f"{key} needs a value")
+            options[key] = value
+        elif arg.startswith("--"):
+            raise ConfigError(f"unknown option '{arg}'; valid: {', '.join(names)}")
+        else:
+            positional.append(arg)
+    return options, positional

@@ -1,6 +1,7 @@
 """Local dataset collection in the D4RL hdf5 layout.
 
-``rlkit data collect env=hopper-medium`` rolls out a behaviour policy on the gymnasium v5 env and
+``rlkit data collect env=hopper-medium`` rolls out a behaviour policy on the task's env (gymnasium's v4, the D4RL
+recording dynamics: :mod:`rlkit.envs.mujoco`) and
 writes the same file layout D4RL ships (one row per environment step, episodes contiguous,
 ``terminals`` for true terminations, ``timeouts`` on the last row of an episode cut by the time limit),
 so the file goes through exactly the same q-learning transform as a downloaded one.
@@ -12,7 +13,7 @@ Behaviour policies, by D4RL level:
   the D4RL expert reference (the D4RL recipe), shipped in ``rlkit/data/policies/<task>-medium.pt``;
 * ``expert``        -- the same SAC run at the end of its budget (``<task>-expert.pt``);
 * ``medium-replay`` -- the replay buffer of that run up to the medium policy
-  (``<task>-medium-replay.hdf5``, shipped as collected);
+  (``<task>-medium-replay.hdf5``, shipped as collected for hopper and halfcheetah);
 * ``medium-expert`` -- the medium and expert datasets concatenated.
 
 Actions are sampled from the stochastic policy, as D4RL did.  ``policy=RUN_DIR`` collects with any
@@ -23,7 +24,6 @@ reused; their provenance (``source: collected``, policy, return statistics) trav
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,32 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlkit.data.collectable import parse_dataset_id
 from rlkit.data.dataset import SIM_STATE_KEYS, Dataset
 from rlkit.data.hdf5 import write_d4rl
+from rlkit.data.sources import data_dir, load
 from rlkit.errors import ConfigError, DatasetError
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
-LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 DEFAULT_STEPS = int(os.environ.get("RLKIT_COLLECT_STEPS", 200_000))
-_ID = re.compile(r"^(hopper|halfcheetah|walker2d|ant)-(.+?)(?:-v\d+)?$")
-
-
-def parse_dataset_id(dataset_id: str) -> tuple[str, str]:
-    """``hopper-medium-replay-v2`` -> ``("hopper", "medium-replay")``."""
-    if dataset_id.lower().startswith("antmaze"):
-        raise ConfigError(f"cannot collect '{dataset_id}' locally: rlkit ships no AntMaze behaviour policy; "
-                          f"get the D4RL file (`rlkit data download {dataset_id}`) or pass "
-                          "env.dataset.path=FILE with env.dataset.source=file")
-    m = _ID.match(dataset_id.lower())
-    if not m or m.group(2) not in LEVELS:
-        raise ConfigError(f"cannot collect '{dataset_id}' locally: expected <task>-<level> with task in "
-                          f"hopper/halfcheetah/walker2d/ant and level in {', '.join(LEVELS)}")
-    return m.group(1), m.group(2)
 
 
 def collected_dir() -> Path:
-    from rlkit.data.sources import data_dir
-
     return data_dir() / "collected"
 
 
@@ -204,8 +189,9 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
     if level == "medium-replay" and policy is None:
         shipped = POLICY_DIR / f"{task}-medium-replay.hdf5"
         if not shipped.exists():
-            raise DatasetError(f"no shipped medium-replay buffer for {task}; train one with "
-                               f"`python -m rlkit.data.behaviour {task}` or use another level")
+            raise DatasetError(f"no shipped medium-replay buffer for {task}; get D4RL's file (`rlkit data download "
+                               f"{task}-medium-replay-v2`) or make one with the recipe of rlkit.data.behaviour (a SAC "
+                               f"run, then `python -m rlkit.data.behaviour RUN_DIR {task}`)")
         from rlkit.data.hdf5 import read_raw
 
         raw = read_raw(shipped)
@@ -252,8 +238,6 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
 
 def collect_for_fallback(dataset_id: str) -> Dataset:
     """The ``collect`` hook of ``rlkit.data.load``: reuse or create the cached local collection."""
-    from rlkit.data.sources import load
-
     task, level = parse_dataset_id(dataset_id)
     cached = collected_dir() / f"{task}-{level}-{DEFAULT_STEPS}-seed0.hdf5"
     if not cached.exists():

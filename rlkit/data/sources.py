@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rlkit.data import minari as minari_source
+from rlkit.data.collectable import parse_dataset_id
 from rlkit.data.d4rl import (
     D4RL_DATASETS,
     get_spec,
@@ -255,8 +256,6 @@ def load(
             reasons.append(f"Minari: {err}")
     if collect is None:
         raise DatasetError(f"no source could provide dataset '{dataset_id}': " + "; ".join(reasons))
-    from rlkit.data.collect import parse_dataset_id
-
     try:
         parse_dataset_id(dataset_id)  # can rlkit collect this dataset at all?
     except ConfigError as err:
@@ -266,7 +265,9 @@ def load(
 
 
 # --------------------------------------------------------------------------------------------- info
-def _resolve_for_info(path_or_id: str) -> tuple[str | None, Path | None]:
+def resolve(path_or_id: str) -> tuple[str | None, Path | None]:
+    """``(dataset id, file)`` of a path (the id from a D4RL file name, else None) or of a dataset id (its cached
+    D4RL file, else None)."""
     candidate = Path(path_or_id).expanduser()
     if candidate.is_file():
         return _id_from_filename(candidate), candidate
@@ -278,7 +279,7 @@ def _resolve_for_info(path_or_id: str) -> tuple[str | None, Path | None]:
 def info(path_or_id: str) -> dict[str, Any]:
     """What ``rlkit data info`` prints: raw rows, transitions after the transform, episodes, return
     statistics, terminal/timeout counts and provenance.  Nothing is downloaded."""
-    dataset_id, path = _resolve_for_info(path_or_id)
+    dataset_id, path = resolve(path_or_id)
     if path is None:
         if minari_source.minari_id(path_or_id) is not None and minari_source.is_installed():
             dataset = minari_source.load_minari(path_or_id, download=False)
