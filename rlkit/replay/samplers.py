@@ -86,6 +86,9 @@ class UniformSampler(Sampler):
         return self.rng.integers(0, storage.size, n, dtype=np.int64), None
 
 
+WEIGHT_NORMS = ("buffer_min", "batch_max")
+
+
 class PrioritizedSampler(Sampler):
     """Proportional prioritized experience replay (Schaul et al. 2016) on a vectorized :class:`SumTree`.
 
@@ -94,7 +97,9 @@ class PrioritizedSampler(Sampler):
       first) so that every transition is replayed at least once soon after it arrives.
     * Importance weights ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i^alpha / min_j p_j^alpha)^-beta``
       (section 3.4): normalised by the largest weight over the whole buffer (the min tree), so weights
-      only scale updates down.
+      only scale updates down.  ``weight_norm="batch_max"`` normalises by the largest weight in the sampled
+      batch instead, ``w_i = (p_i^alpha + 1e-5)^-beta / max_{j in batch} (p_j^alpha + 1e-5)^-beta`` (rlpyt's
+      prioritized replay as mila-iqia/spr's ``src/rlpyt_buffer.py`` samples it, 1e-5 included).
     * ``beta`` goes linearly from ``beta`` to ``beta_final`` over ``beta_steps`` calls to :meth:`sample`
       (``beta_steps = 0``: constant ``beta``).
     * Stratified sampling (Appendix B.2.1): the mass is cut into ``n`` equal segments, one draw in each;
@@ -118,8 +123,11 @@ class PrioritizedSampler(Sampler):
         eps: float = 1e-6,
         seed: int | None = None,
         stratified: bool = True,
+        weight_norm: str = "buffer_min",
     ) -> None:
         super().__init__(seed)
+        if weight_norm not in WEIGHT_NORMS:
+            raise ConfigError(f"PER weight_norm={weight_norm!r}; use one of {' | '.join(WEIGHT_NORMS)}")
         if not alpha >= 0:
             raise ConfigError(f"PER alpha must be >= 0, got {alpha}")
         if not (0 <= beta <= 1 and 0 <= beta_final <= 1):
@@ -134,6 +142,7 @@ class PrioritizedSampler(Sampler):
         self.beta_steps = int(beta_steps)
         self.eps = float(eps)
         self.stratified = bool(stratified)
+        self.weight_norm = weight_norm
         self.max_priority = 1.0
         self.sample_calls = 0
         self.tree: SumTree | None = None
@@ -182,6 +191,9 @@ class PrioritizedSampler(Sampler):
             indices, leaf = tree.sample(n, self.rng)
         beta = self.beta
         self.sample_calls += 1
+        if self.weight_norm == "batch_max":
+            w = np.power(leaf + 1e-5, -beta)
+            return indices, (w / w.max()).astype(np.float32)
         # w_i / max_j w_j = (P(i) / min_j P(j))^-beta; N and the total cancel.
         weights = np.power(leaf * (1.0 / tree.min), -beta).astype(np.float32)
         return indices, weights
