@@ -111,6 +111,28 @@ def test_per_batch_max_weights():
         PrioritizedSampler(weight_norm="global")
 
 
+def test_per_initial_priority_is_fixed_not_the_running_max():
+    storage = ColumnarStorage(16, transition_columns((1,), ()))
+
+    def add(n):
+        for _ in range(n):
+            storage.add(obs=np.zeros((1, 1)), action=np.zeros(1), reward=np.zeros(1), next_obs=np.zeros((1, 1)),
+                        terminated=np.zeros(1), truncated=np.zeros(1))
+
+    add(2)
+    fixed, running = (PrioritizedSampler(alpha=0.5, initial_priority=1.0), PrioritizedSampler(alpha=0.5))
+    for sampler in (fixed, running):
+        sampler.bind(storage)
+        sampler.update_priorities(np.arange(2), np.array([4.0, 9.0]))
+    add(1)
+    for sampler in (fixed, running):
+        sampler.on_add(np.array([2]))
+    assert fixed.tree.leaves[2] == pytest.approx(1.0)
+    assert running.tree.leaves[2] == pytest.approx((9.0 + 1e-6) ** 0.5)
+    with pytest.raises(ConfigError, match="initial_priority"):
+        PrioritizedSampler(initial_priority=0.0)
+
+
 def test_priorities_are_the_clamped_kl_and_the_loss_the_cross_entropy():
     torch.manual_seed(0)
     spr = SPR(OBS, ACTIONS, **SMALL)

@@ -49,7 +49,7 @@ import torch
 
 from bench.fidelity.core import Adapter, Case, default_dtype, reference_imports, rlkit_algorithm
 
-B, K, NSTEP, ACTIONS, GAMMA = 8, 5, 10, 4, 0.99
+B, K, NSTEP, ACTIONS, GAMMA = 4, 5, 10, 4, 0.99
 OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 STUBS = ("wandb", "gym", "gym.envs", "gym.envs.registration")
 #: tolerance: the reference computes the SPR loss in float32

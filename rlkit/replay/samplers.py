@@ -100,6 +100,8 @@ class PrioritizedSampler(Sampler):
       only scale updates down.  ``weight_norm="batch_max"`` normalises by the largest weight in the sampled
       batch instead, ``w_i = (p_i^alpha + 1e-5)^-beta / max_{j in batch} (p_j^alpha + 1e-5)^-beta`` (rlpyt's
       prioritized replay as mila-iqia/spr's ``src/rlpyt_buffer.py`` samples it, 1e-5 included).
+    * ``initial_priority``: a fixed ``p`` for new rows instead of the running maximum (rlpyt's
+      ``default_priority``, which SPR leaves at ``delta_clip = 1``: new rows enter with leaf ``1^alpha``).
     * ``beta`` goes linearly from ``beta`` to ``beta_final`` over ``beta_steps`` calls to :meth:`sample`
       (``beta_steps = 0``: constant ``beta``).
     * Stratified sampling (Appendix B.2.1): the mass is cut into ``n`` equal segments, one draw in each;
@@ -124,6 +126,7 @@ class PrioritizedSampler(Sampler):
         seed: int | None = None,
         stratified: bool = True,
         weight_norm: str = "buffer_min",
+        initial_priority: float | None = None,
     ) -> None:
         super().__init__(seed)
         if weight_norm not in WEIGHT_NORMS:
@@ -143,6 +146,9 @@ class PrioritizedSampler(Sampler):
         self.eps = float(eps)
         self.stratified = bool(stratified)
         self.weight_norm = weight_norm
+        if initial_priority is not None and not initial_priority > 0:
+            raise ConfigError(f"PER initial_priority must be > 0 (null: the running maximum), got {initial_priority}")
+        self.initial_priority = None if initial_priority is None else float(initial_priority)
         self.max_priority = 1.0
         self.sample_calls = 0
         self.tree: SumTree | None = None
@@ -180,7 +186,8 @@ class PrioritizedSampler(Sampler):
         return self.tree
 
     def on_add(self, indices: np.ndarray) -> None:
-        self._require_tree().update(indices, self.max_priority**self.alpha, positive=True)
+        p = self.max_priority if self.initial_priority is None else self.initial_priority
+        self._require_tree().update(indices, p**self.alpha, positive=True)
 
     def sample(self, n: int, storage: ColumnarStorage) -> tuple[np.ndarray, np.ndarray]:
         n = self._check_n(n, storage)
