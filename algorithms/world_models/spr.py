@@ -251,11 +251,12 @@ class SPR(Algorithm):
             return encoder(x.flatten(0, 1)).view(*x.shape[:2], *self.q_net.latent_shape)
 
     def spr_loss(self, latents: Tensor, target_latents: Tensor, valid: Tensor) -> Tensor:
-        """Per-row, per-step ``l_k = m_k ||n(q(g(z_hat_k))) - n(g_target(z_bar_k))||^2``, ``[B, K+1]``."""
-        pred = F.normalize(full_precision(self.predictor(self.q_net.project(latents))), dim=-1, eps=1e-3)
+        """Per-row, per-step ``l_k = m_k ||n(q(g(z_hat_k))) - n(g_target(z_bar_k))||^2``, ``[B, K+1]``, in float32
+        (as the released code's ``spr_loss``, which casts the projections with ``.float()``)."""
+        pred = F.normalize(self.predictor(self.q_net.project(latents)).float(), dim=-1, eps=1e-3)
         with torch.no_grad():
-            target = F.normalize(full_precision(self._spr_target().project(target_latents)), dim=-1, eps=1e-3)
-        return (pred - target).pow(2).sum(-1) * valid
+            target = F.normalize(self._spr_target().project(target_latents).float(), dim=-1, eps=1e-3)
+        return (pred - target).pow(2).sum(-1) * valid.float()
 
     def auxiliary_losses(self, latents: Tensor, target_latents: Tensor, batch: Mapping[str, Tensor]
                          ) -> dict[str, tuple[float, Tensor]]:
