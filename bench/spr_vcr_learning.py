@@ -36,7 +36,7 @@ def run_one(algo: str, game: str, seed: int, args: argparse.Namespace, out: Path
     records = read_metrics(run_dir / "metrics.jsonl")
     td = [r["train/rl_loss"] for r in records if "train/rl_loss" in r]
     return {"algo": algo, "game": game, "seed": seed, "final_return": summary["final_return"],
-            "normalized": summary.get("final_normalized"), "td_first": td[0], "td_last": td[-1],
+            "normalized": summary["final_normalized_score"], "td_first": td[0], "td_last": td[-1],
             "seconds": time.perf_counter() - start}
 
 
@@ -66,6 +66,7 @@ def main() -> None:
     for algo in args.algos.split(","):
         mine = [r for r in rows if r["algo"] == algo]
         print(f"{algo:4s} final return {ci([r['final_return'] for r in mine])}   "
+              f"normalised {ci([r['normalized'] for r in mine])}   "
               f"TD loss first {ci([r['td_first'] for r in mine])} last {ci([r['td_last'] for r in mine])}")
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "summary.json.tmp"
