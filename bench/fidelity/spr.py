@@ -359,6 +359,9 @@ class SPRAdapter(Adapter):
             out[f"spr_loss_k{k}"] = (spr[:, k], ref_spr[:, k])
         out["loss_total"] = (result.metrics["train/loss"], ref_loss[0] + 5.0 * ref_loss[5] + 0.0 * ref_loss[4])
         groups = _param_map(self.ours, self.agent.model)
+        missing = [n for pairs in groups.values() for n, (a, b) in pairs.items() if a.grad is None or b.grad is None]
+        if missing:
+            raise RuntimeError(f"no gradient for {missing}: the update did not reach these parameters")
         for group, pairs in groups.items():
             out[f"grad.{group}"] = ({n: a.grad for n, (a, _) in pairs.items()},
                                     {n: b.grad for n, (_, b) in pairs.items()})
