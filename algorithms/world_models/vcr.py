@@ -6,7 +6,11 @@ One ``algo=vcr`` for both action kinds: the class chosen from the env's action s
   prediction loss is replaced (``keep_spr_loss=false``) or joined (``true``) by the value-consistency loss
   between the C51 Q outputs of the K imagined latents ``z_hat_{t+k} = T^k(z_t, a_t..a_{t+k-1})`` (online
   head) and of the real ones ``z_bar_{t+k} = f_target(aug(o_{t+k}))`` (target head, stop-gradient):
-  ``L = mean_i [w_i L_RL,i] + beta mean_i (1/K) sum_{k=1..K} m_k Dist(sg P_bar_{t+k}, P_{t+k})``.
+  ``L = mean_i w_i [L_RL,i + beta (1/K) sum_{k=1..K} m_k Dist(sg P_bar_{t+k}, P_{t+k})]`` (``w_i`` the PER
+  weights, which multiply every per-row loss as in SPR's released code). Everything else -- projection, PER
+  weights and priorities, masks, noisy layers, gradient clipping -- is SPR's (:mod:`spr`); with
+  ``vcr_weight=0`` and ``keep_spr_loss=true`` an update is SPR's exactly (``bench/fidelity/spr.py``, method
+  ``vcr``).
 * Continuous (:class:`VCRContinuous`, DMC from pixels): DrQ (Kostrikov et al. 2021) SAC with an MLP
   transition model on the encoder's features; ``P`` is the softmax over ``N`` actions drawn from the current
   policy at the real future state (plus the replayed action), of the online critic at the imagined latent
@@ -15,9 +19,10 @@ One ``algo=vcr`` for both action kinds: the class chosen from the env's action s
 ``Dist``, ``P`` (``vcr_dist``, ``vcr_space``, ``vcr_temperature``: :mod:`vcr_losses`), ``beta``
 (``vcr_weight``), ``K`` and whether the loss's gradient reaches the Q head (``detach_q``: false, the head is
 trained by it too) are not published as code; each is a switch, defaults listed in ``configs/algo/vcr.yaml``.
-Terms whose window crosses an episode end are masked (``m_k = 0``). ``transition`` (null: the base's own, SPR's
-conv model on Atari and the MLP on DMC; ``transformer``: :class:`~rlkit.nets.latent.TransformerTransition`
-configured by ``transformer``, any ``TransformerConfig`` field) applies to both variants.
+Terms whose window crosses an episode end are masked (``m_k = 0``; on the SPR base the episode's last frame
+too, as SPR's code). ``transition`` (null: the base's own, SPR's conv model on Atari and the MLP on DMC;
+``transformer``: :class:`~rlkit.nets.latent.TransformerTransition` configured by ``transformer``, any
+``TransformerConfig`` field) applies to both variants.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ ADAPTERS: dict[str, str] = {
     "oper": "oper:OPERAdapter",
     "siamese": "siamese:SiameseAdapter",
     "slide": "slide:SlideAdapter",
+    "spr": "spr:SPRAdapter",
     "storm": "storm:StormAdapter",
     "td3bc": "td3bc:TD3BCAdapter",
 }

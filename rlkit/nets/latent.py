@@ -45,10 +45,11 @@ TRANSITIONS = ("conv", "mlp", "transformer")
 
 
 def renormalize(x: Tensor) -> Tensor:
-    """Per-sample min-max scaling of all non-batch features to [0, 1] (SPR's ``renormalize``)."""
+    """Per-sample min-max scaling of all non-batch features to [0, 1]: ``(x - min) / (max - min)``, with no
+    epsilon in the denominator, as mila-iqia/spr's ``src/models.py`` ``renormalize``."""
     flat = x.flatten(1)
     low, high = flat.min(1, keepdim=True)[0], flat.max(1, keepdim=True)[0]
-    return ((flat - low) / (high - low + 1e-5)).view_as(x)
+    return ((flat - low) / (high - low)).view_as(x)
 
 
 class NatureEncoder(nn.Module):

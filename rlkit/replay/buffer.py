@@ -95,6 +95,7 @@ def window_rows(
     indices: np.ndarray,
     length: int,
     done_keys: Iterable[str] = ("terminated", "truncated"),
+    end_inclusive: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows ``t, t+1, ..., t+length-1`` after each start row ``t`` and whether each lies in ``t``'s episode.
 
@@ -102,6 +103,8 @@ def window_rows(
     window runs past it) and ``valid[:, k]``, true iff row ``t+k`` is stored and no episode ends (any of
     ``done_keys`` nonzero) at rows ``t .. t+k-1``.  Multi-step latent losses (SPR, Schwarzer et al. 2021,
     Sec. 2.2: terms past a terminal are masked) multiply their step-``k`` terms by ``valid[:, k]``.
+    ``end_inclusive``: the episode's last row (the one whose own done flag is set) is invalid too, i.e. step
+    ``k`` needs no episode end at ``t .. t+k`` (mila-iqia/spr's ``src/algos.py``: ``1 - sign(cumsum(done))``).
     """
     n = len(indices)
     steps = np.arange(length)
@@ -112,8 +115,8 @@ def window_rows(
     for key in done_keys:
         if key in storage.columns:
             done |= np.take(storage.arrays[key], rows, axis=0).reshape(n, length, -1).any(axis=-1)
-    ended_before = (np.cumsum(done, axis=1) - done) > 0
-    return rows, exists & ~ended_before
+    ended = np.cumsum(done, axis=1) - (0 if end_inclusive else done) > 0
+    return rows, exists & ~ended
 
 
 class ReplayBuffer:

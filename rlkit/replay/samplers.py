@@ -86,6 +86,9 @@ class UniformSampler(Sampler):
         return self.rng.integers(0, storage.size, n, dtype=np.int64), None
 
 
+WEIGHT_NORMS = ("buffer_min", "batch_max")
+
+
 class PrioritizedSampler(Sampler):
     """Proportional prioritized experience replay (Schaul et al. 2016) on a vectorized :class:`SumTree`.
 
@@ -94,7 +97,11 @@ class PrioritizedSampler(Sampler):
       first) so that every transition is replayed at least once soon after it arrives.
     * Importance weights ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i^alpha / min_j p_j^alpha)^-beta``
       (section 3.4): normalised by the largest weight over the whole buffer (the min tree), so weights
-      only scale updates down.
+      only scale updates down.  ``weight_norm="batch_max"`` normalises by the largest weight in the sampled
+      batch instead, ``w_i = (p_i^alpha + 1e-5)^-beta / max_{j in batch} (p_j^alpha + 1e-5)^-beta`` (rlpyt's
+      prioritized replay as mila-iqia/spr's ``src/rlpyt_buffer.py`` samples it, 1e-5 included).
+    * ``initial_priority``: a fixed ``p`` for new rows instead of the running maximum (rlpyt's
+      ``default_priority``, which SPR leaves at ``delta_clip = 1``: new rows enter with leaf ``1^alpha``).
     * ``beta`` goes linearly from ``beta`` to ``beta_final`` over ``beta_steps`` calls to :meth:`sample`
       (``beta_steps = 0``: constant ``beta``).
     * Stratified sampling (Appendix B.2.1): the mass is cut into ``n`` equal segments, one draw in each;
@@ -118,8 +125,12 @@ class PrioritizedSampler(Sampler):
         eps: float = 1e-6,
         seed: int | None = None,
         stratified: bool = True,
+        weight_norm: str = "buffer_min",
+        initial_priority: float | None = None,
     ) -> None:
         super().__init__(seed)
+        if weight_norm not in WEIGHT_NORMS:
+            raise ConfigError(f"PER weight_norm={weight_norm!r}; use one of {' | '.join(WEIGHT_NORMS)}")
         if not alpha >= 0:
             raise ConfigError(f"PER alpha must be >= 0, got {alpha}")
         if not (0 <= beta <= 1 and 0 <= beta_final <= 1):
@@ -134,6 +145,10 @@ class PrioritizedSampler(Sampler):
         self.beta_steps = int(beta_steps)
         self.eps = float(eps)
         self.stratified = bool(stratified)
+        self.weight_norm = weight_norm
+        if initial_priority is not None and not initial_priority > 0:
+            raise ConfigError(f"PER initial_priority must be > 0 (null: the running maximum), got {initial_priority}")
+        self.initial_priority = None if initial_priority is None else float(initial_priority)
         self.max_priority = 1.0
         self.sample_calls = 0
         self.tree: SumTree | None = None
@@ -171,7 +186,8 @@ class PrioritizedSampler(Sampler):
         return self.tree
 
     def on_add(self, indices: np.ndarray) -> None:
-        self._require_tree().update(indices, self.max_priority**self.alpha, positive=True)
+        p = self.max_priority if self.initial_priority is None else self.initial_priority
+        self._require_tree().update(indices, p**self.alpha, positive=True)
 
     def sample(self, n: int, storage: ColumnarStorage) -> tuple[np.ndarray, np.ndarray]:
         n = self._check_n(n, storage)
@@ -182,6 +198,9 @@ class PrioritizedSampler(Sampler):
             indices, leaf = tree.sample(n, self.rng)
         beta = self.beta
         self.sample_calls += 1
+        if self.weight_norm == "batch_max":
+            w = np.power(leaf + 1e-5, -beta)
+            return indices, (w / w.max()).astype(np.float32)
         # w_i / max_j w_j = (P(i) / min_j P(j))^-beta; N and the total cancel.
         weights = np.power(leaf * (1.0 / tree.min), -beta).astype(np.float32)
         return indices, weights
