@@ -481,17 +481,18 @@ def test_oracle_agreement_is_measured_and_a_wrong_oracle_refused(tmp_path, hoppe
     data = load_d4rl_file(hopper_random_file, "hopper-random-v2")
     env = envs.make("hopper")
     spaces = (env.observation_space, env.action_space, torch.device("cpu"))
-    right = ground_truth_agreement(SimulatorOracle("hopper", data), data, "hopper-random", *spaces, pairs=32,
+    right = ground_truth_agreement(SimulatorOracle("hopper", data), data, "hopper-random", *spaces, pairs=48,
                                    horizon=5)
     wrong = ground_truth_agreement(SimulatorOracle("hopper", data, invert=True), data, "hopper-random", *spaces,
-                                   pairs=32, horizon=5)
-    assert (right.agreement, wrong.agreement, right.confident, right.reason) == (1.0, 0.0, 32, "")
+                                   pairs=48, horizon=5)
+    assert (right.agreement, wrong.agreement, right.reason) == (1.0, 0.0, "")
+    assert 24 <= right.confident < 48  # the decisive half of the pairs (ties at the median gap included)
     labels = FileOracle(label_file(tmp_path, [0, 1]))
     assert np.isnan(ground_truth_agreement(labels, data, "hopper-random", *spaces).agreement)
     algo = OAP(*spaces[:2], base=TD3BC_BASE, env_id="hopper-random", max_steps=20, oracle="file",
-               oracle_file=label_file(tmp_path, [0, 1]), agreement_pairs=32, agreement_horizon=5)
+               oracle_file=label_file(tmp_path, [0, 1]), agreement_pairs=48, agreement_horizon=5)
     algo.oracle = SimulatorOracle("hopper", data, invert=True)
-    with pytest.raises(ConfigError, match=r"agrees with simulator rollouts on 0.00 of its 32 confident answers"):
+    with pytest.raises(ConfigError, match=r"agrees with simulator rollouts on 0.00 of its \d+ confident answers"):
         algo.on_dataset(data)
     algo.min_oracle_agreement = 0.0
     algo.on_dataset(data)
