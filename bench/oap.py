@@ -149,7 +149,9 @@ def main() -> None:
     data = out / f"{ns.env}-{ns.steps_data}.hdf5"
     if not data.exists():
         collect_to_file(f"{ns.env}-v2", steps=ns.steps_data, seed=0, num_envs=8, out=data)
-    results = {v: [run_one(v, s, data, ns) for s in ns.seeds] for v in ns.variants}
+    # seed by seed, so that an interrupted sweep leaves complete pairs
+    runs = {(v, s): run_one(v, s, data, ns) for s in ns.seeds for v in ns.variants}
+    results = {v: [runs[v, s] for s in ns.seeds] for v in ns.variants}
     scores = {v: np.array([r["score"] for r in rs]) for v, rs in results.items()}
     print(f"{'variant':22s} {'last-3 score [95% CI]':24s} {'per seed':34s} queries  relaxed  agreement")
     for v, rs in results.items():
