@@ -40,7 +40,7 @@ def make_oap(tmp_path, base=TD3BC_BASE, oracle_rows=None, **kw):
     ds = random_dataset()
     rows = range(ds.size) if oracle_rows is None else oracle_rows
     params = {"query_limit": 40, "query_period": 5, "max_steps": 20, "ranknet_epochs": 3,
-              "ranknet_hidden": [16], **kw}
+              "ranknet_hidden": [16], "schedule": "interval", **kw}
     torch.manual_seed(0)
     algo = OAP(OBS_SPACE, ACT_SPACE, base=base, env_id="toy", oracle="file",
                oracle_file=label_file(tmp_path, rows), **params)
@@ -156,7 +156,7 @@ def test_a_query_round_leaves_the_global_rng_alone(tmp_path):
 
 
 def test_policy_preferred_rows_move_the_bc_target(tmp_path):
-    algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4)
+    algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4, target="frozen")
     algo.oracle = FirstActionOracle()
     for b in batches(ds, 2):
         algo.update(b)
@@ -304,7 +304,8 @@ def test_cli_run_resumes_exactly_and_spends_the_budget_once(compose_cfg, tmp_pat
                  "env.dataset.source=file", "train.steps=60", "train.log_interval=10", "eval.interval=30",
                  "eval.episodes=1", "eval.num_envs=1", "checkpoint.interval=20", "train.batch_size=32",
                  "algo.base.hidden=[32,32]", "algo.ranknet_hidden=[32]", "algo.ranknet_epochs=2",
-                 "algo.query_limit=50", "algo.query_period=20", "algo.oracle=file", f"algo.oracle_file={labels}"]
+                 "algo.query_limit=50", "algo.query_period=20", "algo.schedule=interval", "algo.oracle=file",
+                 f"algo.oracle_file={labels}"]
     full = trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'full'}"))
     cut = tmp_path / "cut"
     with at_step(OfflineRegime, 30, interrupt), pytest.raises(KeyboardInterrupt):
@@ -340,3 +341,160 @@ def test_expert_oracle_from_a_sac_run_and_from_its_exported_critic(compose_cfg, 
     assert from_file.prefer(obs, a, b, torch.arange(64)).dtype == torch.bool
     with pytest.raises(ConfigError, match="does not exist"):
         load_expert_oracle("hopper", str(tmp_path / "missing"), *spaces)
+
+
+# --------------------------------------------------------------------------------------------- no harm by default
+class UnsureOracle(PreferenceOracle):
+    """Answers at random (seeded by the row) and is confident of nothing: OAP must not act on any answer."""
+
+    def _judge(self, states, dataset_actions, policy_actions, rows, policy):
+        preferred = (rows * 7919 % 2).bool()
+        return preferred, torch.zeros_like(preferred)
+
+
+@pytest.mark.parametrize("base", [TD3BC_BASE, IQL_BASE], ids=["td3bc", "iql"])
+def test_an_oracle_without_confident_answers_leaves_the_base_update_unchanged(tmp_path, base):
+    """The default ``target=relax`` with RankNet pseudo-labels: no confident answer, no relaxed row, and every
+    parameter equal to the base algorithm's after the same batches, bit for bit."""
+    from hydra.utils import get_class
+
+    algo, ds = make_oap(tmp_path, base=base, target="relax", query_limit=120, confidence=1.0)
+    algo.oracle = UnsureOracle(confidence=1.0)
+    params = {k: v for k, v in base.items() if k != "_target_"}
+    torch.manual_seed(0)
+    reference = get_class(base["_target_"])(OBS_SPACE, ACT_SPACE, **params)
+    reference.on_dataset(ds)
+    reference.load_state_dict(algo.base.state_dict())
+    data = batches(ds, 20)
+    torch.manual_seed(5)
+    metrics = [algo.update(b).metrics for b in data]
+    torch.manual_seed(5)
+    for b in data:
+        reference.update(b)
+    assert algo.queries_used == 120 and algo.rounds_done == 3
+    assert not algo.prefer_policy.any() and torch.equal(algo.bc_weight, torch.ones(ds.size))
+    assert [m["oap/relaxed_rows"] for m in metrics if "oap/relaxed_rows" in m] == [0.0, 0.0, 0.0]
+    for name, module in reference._stateful_attributes().items():
+        if isinstance(module, torch.nn.Module):
+            for p, q in zip(module.state_dict().values(), algo.base._stateful_attributes()[name].state_dict().values()):
+                assert torch.equal(p, q), name
+
+
+def test_relax_keeps_the_dataset_action_and_weights_the_bc_term(tmp_path):
+    algo, ds = make_oap(tmp_path, ranknet=False, query_limit=400, query_period=2, max_steps=4, target="relax",
+                        relax_weight=0.25)
+    algo.oracle = FirstActionOracle()
+    for b in batches(ds, 2):
+        algo.update(b)
+    preferred = torch.nonzero(algo.prefer_policy).squeeze(-1)
+    assert preferred.numel() > 0
+    assert torch.equal(algo.bc_weight, torch.where(algo.prefer_policy, 0.25, 1.0))
+    assert torch.equal(algo.target_action, torch.as_tensor(ds.actions))  # never redirected
+    rows = np.concatenate([preferred[:4].numpy(), torch.nonzero(~algo.prefer_policy).squeeze(-1)[:4].numpy()])
+    batch = dataset_batch(ds, rows)
+    wrapped = algo.with_preferred_actions(batch)
+    assert torch.equal(wrapped.policy_batch.action, batch.action)
+    assert wrapped.policy_batch.bc_weight.tolist() == [0.25] * 4 + [1.0] * 4
+    # TD3+BC's BC term: mean_i b_i mean_d (π(s_i)_d - a_i,d)², checked against a hand computation
+    base = algo.base
+    _, bc, _ = base.actor_loss(batch.obs, batch.action, None, wrapped.policy_batch.bc_weight)
+    with torch.no_grad():
+        pi = torch.tanh(base.actor(base.obs_norm(batch.obs)))
+        per_row = (pi - base.from_env_action(batch.action)).pow(2).mean(-1)
+    assert torch.allclose(bc, (per_row * torch.tensor([0.25] * 4 + [1.0] * 4)).mean())
+
+
+def test_fraction_schedule_spreads_rounds_over_the_second_half():
+    assert round_steps(100, 0, "fraction", 0.5, 5) == [50, 60, 70, 80, 90]
+    assert round_steps(1_000_000, 0, "fraction", 0.8, 2) == [800_000, 900_000]
+    with pytest.raises(ConfigError, match="first_query_at"):
+        round_steps(100, 0, "fraction", 1.0, 5)
+
+
+def test_expert_oracle_is_confident_only_where_its_heads_agree():
+    from rlkit.algorithms.offline.oap.oracles import ExpertQOracle
+
+    # two heads; Q_k(s, a) = a_0 * slope_k: a head with a negative slope disagrees about which action is better
+    slopes = torch.tensor([[1.0, 1.0, 1.0], [1.0, -0.5, 0.9]])
+
+    def q_heads(obs, action):
+        return slopes[:, : action.shape[0]] * action[:, 0]
+
+    oracle = ExpertQOracle(q_heads, {}, confidence=1.0)
+    a, pi = torch.zeros(3, 2), torch.ones(3, 2)
+    judged = oracle.judge(torch.zeros(3, 4), a, pi, torch.arange(3))
+    # min-Q prefers π on rows 0 and 2; row 1's heads disagree (d = 1, -0.5): mean 0.25 < std 0.75
+    assert judged.policy_preferred.tolist() == [True, False, True]
+    assert judged.confident.tolist() == [True, False, True]
+    assert ExpertQOracle(q_heads, {}, confidence=0.0).judge(torch.zeros(3, 4), a, pi, torch.arange(3)).confident.all()
+    assert ExpertQOracle(q_heads, {}, confidence=1.0, margin=1.5).judge(
+        torch.zeros(3, 4), a, pi, torch.arange(3)).confident.tolist() == [False, False, False]
+
+
+def test_ranknet_trained_on_coin_flips_labels_nothing(tmp_path):
+    """A RankNet fit to random labels agrees with them on held-out rows about half of the time, below the gate:
+    it pseudo-labels no row."""
+    ds = random_dataset()
+    rng = np.random.default_rng(0)
+    path = tmp_path / "coin.csv"
+    path.write_text("row,preferred\n" + "".join(f"{r},{rng.choice(['dataset', 'policy'])}\n" for r in range(ds.size)))
+    torch.manual_seed(0)
+    algo = OAP(OBS_SPACE, ACT_SPACE, base=TD3BC_BASE, env_id="toy", oracle="file", oracle_file=str(path),
+               query_limit=150, max_steps=20, schedule="fraction", first_query_at=0.5, rounds=1, ranknet_epochs=20,
+               ranknet_hidden=[32])
+    algo.on_dataset(ds)
+    metrics = [algo.update(b).metrics for b in batches(ds, 20)]
+    rounds = [m for m in metrics if "oap/round" in m]
+    assert len(rounds) == 1 and rounds[0]["oap/ranknet_heldout_agreement"] < 0.7
+    assert rounds[0]["oap/ranknet_labelled"] == 0.0
+    assert rounds[0]["oap/relaxed_rows"] == float(algo.query_label.sum()) > 0  # the queried answers still count
+
+
+class SimulatorOracle(PreferenceOracle):
+    """Prefers like the ground-truth check's own rollouts (or the opposite, ``invert``): agreement 1 or 0."""
+
+    def __init__(self, env_id, dataset, invert=False):
+        super().__init__()
+        from rlkit import envs
+        from rlkit.algorithms.offline.oap.oracles import load_expert_policy
+
+        self.dataset, self.invert = dataset, invert
+        env = envs.make(env_id)
+        self.follow = load_expert_policy(env_id, env.observation_space, env.action_space, torch.device("cpu"))
+        self.pool = [envs.make(env_id) for _ in range(8)]
+
+    def _prefer(self, states, dataset_actions, policy_actions, rows, policy):
+        from rlkit.envs.restore import rollout_returns
+
+        r = rows.numpy()
+        qpos, qvel = self.dataset.sim_states["qpos"][r], self.dataset.sim_states["qvel"][r]
+        ret = [rollout_returns(self.pool, qpos, qvel, x.numpy(), self.follow, 5, torch.device("cpu"), 0.99)
+               for x in (dataset_actions, policy_actions)]
+        return torch.as_tensor((ret[1] > ret[0]) != self.invert)
+
+
+def test_oracle_agreement_is_measured_and_a_wrong_oracle_refused(tmp_path, hopper_random_file):
+    from rlkit import envs
+    from rlkit.algorithms.offline.oap.oracles import ground_truth_agreement
+    from rlkit.data.d4rl import load_d4rl_file
+
+    data = load_d4rl_file(hopper_random_file, "hopper-random-v2")
+    env = envs.make("hopper")
+    spaces = (env.observation_space, env.action_space, torch.device("cpu"))
+    right = ground_truth_agreement(SimulatorOracle("hopper", data), data, "hopper-random", *spaces, pairs=48,
+                                   horizon=5)
+    wrong = ground_truth_agreement(SimulatorOracle("hopper", data, invert=True), data, "hopper-random", *spaces,
+                                   pairs=48, horizon=5)
+    assert (right.agreement, wrong.agreement, right.reason) == (1.0, 0.0, "")
+    assert 24 <= right.confident < 48  # the decisive half of the pairs (ties at the median gap included)
+    labels = FileOracle(label_file(tmp_path, [0, 1]))
+    assert np.isnan(ground_truth_agreement(labels, data, "hopper-random", *spaces).agreement)
+    algo = OAP(*spaces[:2], base=TD3BC_BASE, env_id="hopper-random", max_steps=20, oracle="file",
+               oracle_file=label_file(tmp_path, [0, 1]), agreement_pairs=48, agreement_horizon=5)
+    algo.oracle = SimulatorOracle("hopper", data, invert=True)
+    with pytest.raises(ConfigError, match=r"agrees with simulator rollouts on 0.00 of its \d+ confident answers"):
+        algo.on_dataset(data)
+    algo.min_oracle_agreement = 0.0
+    algo.on_dataset(data)
+    assert algo.oracle_agreement == 0.0
+    assert algo.update(dataset_batch(data, np.arange(8))).metrics["oap/oracle_agreement"] == 0.0

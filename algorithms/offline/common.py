@@ -11,6 +11,9 @@
   (IQL's released code);
 * **sample weights** (OPER, Yue et al. 2023, released code) -- policy terms are always multiplied by the policy batch's
   ``weights``; critic/value terms only when ``reweight_eval`` is on (:meth:`eval_weights`);
+* **behaviour-cloning weights** -- a policy batch may carry a ``bc_weight`` column, a per-row multiplier of the
+  constraint term only (TD3+BC's ``(π(s) - a)²``, IQL's advantage-weighted likelihood), absent = 1; OAP relaxes
+  the constraint on rows where its oracle prefers the policy's action (:func:`bc_weights`);
 * **decoupled batches** -- when the regime puts a second, prioritised batch in ``batch.policy_batch``
   the policy-improvement/constraint terms read it and the evaluation terms read the main batch
   (:func:`policy_batch`);
@@ -44,6 +47,15 @@ RETURN_SCALE_TARGET = 1000.0
 def policy_batch(batch):
     """The batch of the policy terms: ``batch.policy_batch`` under decoupled resampling, else ``batch``."""
     return batch if batch.policy_batch is None else batch.policy_batch
+
+
+#: the optional policy-batch column of per-row behaviour-cloning weights (module docstring)
+BC_WEIGHT = "bc_weight"
+
+
+def bc_weights(batch) -> torch.Tensor | None:
+    """The policy batch's per-row multipliers of the behaviour-cloning term, None when it carries none (all 1)."""
+    return batch.get(BC_WEIGHT)
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -6,7 +6,8 @@ One update, in the reference code's order (value, actor, critic, target):
 * value (eq. 5), expectile regression towards the target critic:
   ``u_i = min_k Q̄_k(s_i, a_i) - V(s_i)``,  ``L_V = mean_i c_i |τ - 1(u_i < 0)| u_i²``
 * actor (eq. 7), advantage-weighted regression with the *new* ``V``:
-  ``L_π = -mean_i min(exp(β (min_k Q̄_k(s_i, a_i) - V(s_i))) · w_i, 100) · log π(a_i | s_i)``
+  ``L_π = -mean_i b_i min(exp(β (min_k Q̄_k(s_i, a_i) - V(s_i))) · w_i, 100) · log π(a_i | s_i)`` (``b_i`` the
+  policy batch's optional ``bc_weight`` column, 1 when absent: OAP's relaxed rows)
 * critic (eq. 6): ``y = r + γ (1 - d) V(s')``, ``L_Q = mean_i c_i Σ_k (Q_k(s_i, a_i) - y_i)²``
 * target: Polyak averaging with ``τ_target``.
 
@@ -37,6 +38,7 @@ from torch import nn
 from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import (
     OfflineActorCritic,
+    bc_weights,
     constant_lr,
     cosine_lr_lambda,
     gaussian_log_prob,
@@ -131,6 +133,9 @@ class IQL(OfflineActorCritic):
             p_target_q = target_q if pb is batch else self.critic_target(p_obs, p_action).min(0).values
             advantage = p_target_q - self.value(p_obs).squeeze(-1)
             adv_weight = (torch.exp(self.temperature * advantage) * pb.weights).clamp(max=EXP_ADV_MAX)
+            relax = bc_weights(pb)
+            if relax is not None:  # OAP's relaxed rows: the likelihood term is the behaviour-cloning constraint
+                adv_weight = adv_weight * relax
         actor_loss = -(adv_weight * self.actor.log_prob(p_obs, p_action)).mean()
         step(self.actor_opt, actor_loss)
         self.actor_schedule.step()

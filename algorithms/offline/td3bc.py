@@ -7,7 +7,8 @@ TD3 with a behaviour-cloning term in the actor loss and standardised states (sec
   ``y = r + γ (1 - d) min_k Q̄_k(s', ã')``;
   ``L_Q = Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²``                                      (TD3, eq. 10)
 * actor (every ``policy_delay`` steps), eq. 3 with ``λ = α / mean_i |Q_1(s_i, π(s_i))|`` (detached):
-  ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + β_bc mean_{i,d} w_i (π(s_i)_d - a_{i,d})²`` (``β_bc = 1``)
+  ``L_π = -λ mean_i w_i Q_1(s_i, π(s_i)) + β_bc mean_{i,d} w_i b_i (π(s_i)_d - a_{i,d})²`` (``β_bc = 1``; ``b_i`` the
+  policy batch's optional ``bc_weight`` column, 1 when absent: OAP's relaxed rows)
 * targets (with the actor): Polyak averaging with ``τ`` for actor and critics.
 
 Sample weights (OPER, Yue et al. 2023, released TD3+BC code): ``w_i`` (the policy batch's weights) always
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 import torch
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, policy_batch, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, bc_weights, policy_batch, weighted_mean
 from rlkit.cuda_graph import GraphedUpdate, require_cuda
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
@@ -103,15 +104,16 @@ class TD3BC(OfflineActorCritic):
         q = self.critic(obs, action)
         return weighted_mean((q - target).pow(2), weights).sum(), q.detach(), target
 
-    def actor_loss(self, obs: torch.Tensor, action: torch.Tensor,
-                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``-λ mean_i w_i Q_1(s_i, π(s_i)) + mean_{i,d} w_i (π(s_i)_d - a_{i,d})²``; returns
+    def actor_loss(self, obs: torch.Tensor, action: torch.Tensor, weights: torch.Tensor,
+                   bc_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``-λ mean_i w_i Q_1(s_i, π(s_i)) + mean_{i,d} w_i b_i (π(s_i)_d - a_{i,d})²``; returns
         ``(loss, BC term, λ)``.  Inputs are the batch's raw observations and env-scale actions."""
         obs, action = self.obs_norm(obs), self.from_env_action(action)
         pi = torch.tanh(self.actor(obs))
         q_pi = self._views["q1"](obs, pi)
         lmbda = self.alpha / q_pi.abs().mean().detach()
-        bc_loss = weighted_mean((pi - action).pow(2).mean(-1), weights)
+        bc = (pi - action).pow(2).mean(-1)
+        bc_loss = weighted_mean(bc if bc_weight is None else bc * bc_weight, weights)
         return -lmbda * weighted_mean(q_pi, weights) + self.bc_coef * bc_loss, bc_loss.detach(), lmbda
 
     def update(self, batch) -> UpdateResult:
@@ -130,7 +132,7 @@ class TD3BC(OfflineActorCritic):
 
         if actor_step:
             pb = policy_batch(batch)
-            actor_loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights)
+            actor_loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights, bc_weights(pb))
             step(self.actor_opt, actor_loss, self._actor_params)
             polyak_update(self.critic, self.critic_target, self.tau)
             polyak_update(self.actor, self.actor_target, self.tau)

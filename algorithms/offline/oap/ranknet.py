@@ -80,3 +80,16 @@ def prefers_policy(net: RankNet, obs: torch.Tensor, data_action: torch.Tensor, p
                      for i in range(0, obs.shape[0], chunk)]) if obs.shape[0] else obs.new_zeros(0, dtype=torch.bool)
     net.train(was_training)
     return out
+
+
+@torch.no_grad()
+def preference_probability(net: RankNet, obs: torch.Tensor, data_action: torch.Tensor, policy_action: torch.Tensor,
+                           chunk: int = 65536) -> torch.Tensor:
+    """``P(π(s) ≻ a) = σ(f_r(s, π(s)) - f_r(s, a))`` per row (dropout off), in chunks: the RankNet's confidence."""
+    was_training = net.training
+    net.eval()
+    out = [torch.sigmoid(net(obs[i:i + chunk], policy_action[i:i + chunk]) - net(obs[i:i + chunk],
+                                                                                 data_action[i:i + chunk]))
+           for i in range(0, obs.shape[0], chunk)]
+    net.train(was_training)
+    return torch.cat(out) if out else obs.new_zeros(0)

@@ -1,9 +1,11 @@
 """OAP's query schedule and query selection (Yang et al. 2023, "Boosting Offline RL with Action Preference
 Query", Sec. 4.1 and Algorithm 1).
 
-* rounds: every ``M`` updates (OAP-Interval, the paper's recommended spacing, Sec. 5.3) at
-  ``t = M, 2M, ... < N``, or a single round at ``t = N - M`` (OAP-FT: all queries at the end, then ``M``
-  updates of fine-tuning);
+* rounds: ``schedule=fraction`` (rlkit's default) runs ``R`` rounds spread over the second part of the run,
+  ``t_i = N (f + (1 - f) i / R)``, ``i = 0..R-1`` (``f = first_query_at``), so a run of any length labels
+  against a policy that has trained for a fraction ``f`` of it; the paper's schedules are in absolute updates:
+  every ``M`` updates (OAP-Interval, Sec. 5.3) at ``t = M, 2M, ... < N``, or a single round at ``t = N - M``
+  (OAP-FT: all queries at the end, then ``M`` updates of fine-tuning);
 * round size: the remaining budget split evenly over the remaining rounds (the last round takes the
   remainder), so the total is exactly ``K_total`` and is derived from counters that survive a resume;
 * selection: the ``k`` rows with the largest divergence ``l_i = ||π(s_i) - a_i||²``, rows never queried
@@ -16,14 +18,25 @@ import torch
 
 from rlkit.errors import ConfigError
 
-SCHEDULES = ("interval", "end")
+SCHEDULES = ("fraction", "interval", "end")
 
 
-def round_steps(max_steps: int, period: int, schedule: str) -> list[int]:
+def round_steps(max_steps: int, period: int, schedule: str, first_query_at: float = 0.5, rounds: int = 5
+                ) -> list[int]:
     """The update counts after which a query round runs (see the module docstring)."""
     if schedule not in SCHEDULES:
-        raise ConfigError(f"bad value for 'algo.schedule': {schedule!r}; choose interval (OAP-Interval) or "
+        raise ConfigError(f"bad value for 'algo.schedule': {schedule!r}; choose fraction, interval (OAP-Interval) or "
                           "end (OAP-FT)")
+    if schedule == "fraction":
+        if not 0.0 < first_query_at < 1.0 or rounds < 1:
+            raise ConfigError(f"algo.first_query_at must be in (0, 1) and algo.rounds >= 1, got {first_query_at} "
+                              f"and {rounds}")
+        steps = sorted({int(round(max_steps * (first_query_at + (1 - first_query_at) * i / rounds)))
+                        for i in range(rounds)})
+        steps = [s for s in steps if 0 < s < max_steps]
+        if not steps:
+            raise ConfigError(f"train.steps={max_steps} is too short for a query round; raise train.steps")
+        return steps
     if period <= 0:
         raise ConfigError(f"algo.query_period must be positive, got {period}")
     steps = list(range(period, max_steps, period)) if schedule == "interval" else [max_steps - period]
