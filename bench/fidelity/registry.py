@@ -12,7 +12,9 @@ import importlib
 from bench.fidelity.core import Adapter
 
 #: --ref name -> "module:Class" (modules under bench.fidelity)
-ADAPTERS: dict[str, str] = {}
+ADAPTERS: dict[str, str] = {
+    "urlb": "urlb:URLBAdapter",
+}
 
 
 def adapter_class(name: str) -> type[Adapter]:
