@@ -14,6 +14,7 @@ from bench.fidelity.core import Adapter
 #: --ref name -> "module:Class" (modules under bench.fidelity)
 ADAPTERS: dict[str, str] = {
     "urlb": "urlb:URLBAdapter",
+    "cic": "cic:CICAdapter",
 }
 
 

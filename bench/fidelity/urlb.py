@@ -127,10 +127,17 @@ class URLBAdapter(Adapter):
 
     name: ClassVar[str] = "urlb"
     reference: ClassVar[str] = "rll-research/url_benchmark"
+    agents: ClassVar[dict[str, tuple[str, str, dict[str, Any], list[tuple[str, str]], str]]] = AGENTS
+    #: the reference's method returning the intrinsic reward (None: computed inline or as a pair of terms; the
+    #: reward is then compared as the critic receives it)
+    reward_methods: ClassVar[dict[str, str | None]] = {"ddpg": None, "smm": None, "aps": None}
+    #: the reference's logging switch: URLB's metrics carry the losses (CIC's crash with it on: the harness sets it
+    #: only around update_critic/update_actor)
+    use_tb: ClassVar[bool] = True
 
     def cases(self) -> list[Case]:
         note = f"states, obs {OBS_DIM}, actions {ACT_DIM}, hidden {HIDDEN}, batch {BATCH}, float64"
-        return [Case(m, (f"algo={m}",), note=note) for m in AGENTS]
+        return [Case(m, (f"algo={m}",), note=note) for m in self.agents]
 
     # ------------------------------------------------------------------ build
     def _urlb_kwargs(self, method: str) -> dict[str, Any]:
@@ -139,11 +146,11 @@ class URLBAdapter(Adapter):
         raw = yaml.safe_load((self.path / "agent" / f"{YAML.get(method, method)}.yaml").read_text())
         kwargs = {k: v for k, v in raw.items() if k not in _SET_HERE}
         kwargs.update(name=method, reward_free=method != "ddpg", obs_type="states", obs_shape=(OBS_DIM,),
-                      action_shape=(ACT_DIM,), device="cpu", use_tb=True, use_wandb=False, num_expl_steps=0,
+                      action_shape=(ACT_DIM,), device="cpu", use_tb=self.use_tb, use_wandb=False, num_expl_steps=0,
                       hidden_dim=HIDDEN, batch_size=BATCH, lr=float(kwargs["lr"]))
-        if method != "ddpg":
+        if "update_encoder" in raw and method != "ddpg":  # states: the identity encoder, nothing to train
             kwargs["update_encoder"] = True
-        kwargs.update(AGENTS[method][2])
+        kwargs.update(self.agents[method][2])
         for key, value in list(kwargs.items()):
             if isinstance(value, str) and key.endswith(("lr", "clip", "beta")):
                 kwargs[key] = float(value)
@@ -154,7 +161,7 @@ class URLBAdapter(Adapter):
         import torch
 
         self.case, self.method = case, case.method
-        module, cls, _, self.pairs, self.skill_kind = AGENTS[case.method]
+        module, cls, _, self.pairs, self.skill_kind = self.agents[case.method]
         obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float64)
         act_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float64)
         with default_dtype(torch.float64):
@@ -216,6 +223,8 @@ class URLBAdapter(Adapter):
         if self.skill_kind == "onehot":
             k = int(self.ours.meta_dim)
             d["skill"] = np.eye(k)[rng.integers(0, k, b)]
+        elif self.skill_kind == "uniform":
+            d["skill"] = rng.uniform(0.0, 1.0, size=(b, int(self.ours.meta_dim)))
         elif self.skill_kind == "unit":
             z = rng.normal(size=(b, int(self.ours.meta_dim)))
             d["skill"] = z / np.linalg.norm(z, axis=1, keepdims=True)
@@ -276,33 +285,37 @@ class URLBAdapter(Adapter):
         if "skill" in t:
             items.append(t["skill"])
         replay = iter([tuple(x.numpy() for x in items)])
-        # URLB returns the intrinsic reward from compute_intr_reward, except SMM (inline) and APS (a pair of
-        # terms): their reward is compared as the critic's reward
-        if self.method not in ("ddpg", "smm", "aps"):
-            real_cir = them.compute_intr_reward
+        reward_method = self.reward_methods.get(self.method, "compute_intr_reward")
+        wrapped = [name for name in (reward_method, "update_critic", "update_actor") if name]
+        real = {name: getattr(them, name) for name in wrapped}
 
-            def cir(*args: Any, **kwargs: Any) -> Any:
-                reward = real_cir(*args, **kwargs)
-                theirs_rec["intrinsic_reward"] = reward
-                return reward
+        def recording(name: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if name == "update_critic":
+                    theirs_rec["critic_reward"] = args[2]
+                them.use_tb = True
+                try:
+                    out = real[name](*args, **kwargs)
+                finally:
+                    them.use_tb = self.use_tb
+                if name == "update_critic":
+                    theirs_rec["critic_loss"] = out["critic_loss"]
+                elif name == "update_actor":
+                    theirs_rec["actor_loss"] = out["actor_loss"]
+                else:
+                    theirs_rec["intrinsic_reward"] = out
+                return out
+            return call
 
-            them.compute_intr_reward = cir
-        real_uc = them.update_critic
-
-        def uc(*args: Any, **kwargs: Any) -> Any:
-            theirs_rec["critic_reward"] = args[2]
-            return real_uc(*args, **kwargs)
-
-        them.update_critic = uc
+        for name in wrapped:
+            setattr(them, name, recording(name))
         self.recording_f.targets.clear()
         q_theirs = DrawQueue(draws["normals"])
         with default_dtype(torch.float64), injected(q_theirs, self.urlb_utils):
-            metrics = them.update(replay, 0)
-        for name in ("compute_intr_reward", "update_critic"):
-            if name in vars(them):
-                delattr(them, name)
-        theirs_rec.update(target=self.recording_f.targets[-1], critic_loss=metrics["critic_loss"],
-                          actor_loss=metrics["actor_loss"])
+            them.update(replay, 0)
+        for name in wrapped:
+            delattr(them, name)
+        theirs_rec["target"] = self.recording_f.targets[-1]
 
         out: dict[str, tuple[Any, Any]] = {}
         if "intrinsic_reward" in theirs_rec:
