@@ -15,6 +15,7 @@ from bench.fidelity.core import Adapter
 ADAPTERS: dict[str, str] = {
     "urlb": "urlb:URLBAdapter",
     "cic": "cic:CICAdapter",
+    "moss": "moss:MOSSAdapter",
 }
 
 
