@@ -137,16 +137,22 @@ class URLBAdapter(Adapter):
 
     def cases(self) -> list[Case]:
         note = f"states, obs {OBS_DIM}, actions {ACT_DIM}, hidden {HIDDEN}, batch {BATCH}, float64"
-        return [Case(m, (f"algo={m}",), note=note) for m in self.agents]
+        cases = [Case(m, (f"algo={m}",), note=note) for m in self.agents]
+        if "aps" in self.agents:  # finetuning from a pretrained APS: which feature net the task regression reads
+            cases.append(Case("aps", ("algo=aps", "algo.init_sf=fresh"), switch="algo.init_sf=fresh",
+                              note=note + "; finetuning after init_from (URLB) / init_from_snapshot (rlkit)",
+                              options={"finetune": True}))
+        return cases
 
     # ------------------------------------------------------------------ build
-    def _urlb_kwargs(self, method: str) -> dict[str, Any]:
+    def _urlb_kwargs(self, method: str, reward_free: bool = True) -> dict[str, Any]:
         import yaml
 
         raw = yaml.safe_load((self.path / "agent" / f"{YAML.get(method, method)}.yaml").read_text())
         kwargs = {k: v for k, v in raw.items() if k not in _SET_HERE}
-        kwargs.update(name=method, reward_free=method != "ddpg", obs_type="states", obs_shape=(OBS_DIM,),
-                      action_shape=(ACT_DIM,), device="cpu", use_tb=self.use_tb, use_wandb=False, num_expl_steps=0,
+        kwargs.update(name=method, reward_free=reward_free and method != "ddpg", obs_type="states",
+                      obs_shape=(OBS_DIM,), action_shape=(ACT_DIM,), device="cpu", use_tb=self.use_tb,
+                      use_wandb=False, num_expl_steps=0,
                       hidden_dim=HIDDEN, batch_size=BATCH, lr=float(kwargs["lr"]))
         if "update_encoder" in raw and method != "ddpg":  # states: the identity encoder, nothing to train
             kwargs["update_encoder"] = True
@@ -164,13 +170,8 @@ class URLBAdapter(Adapter):
         module, cls, _, self.pairs, self.skill_kind = self.agents[case.method]
         obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float64)
         act_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float64)
+        self.finetune = bool(case.options.get("finetune", False))
         with default_dtype(torch.float64):
-            torch.manual_seed(0)
-            self.ours = rlkit_algorithm([*case.overrides, f"algo.hidden_dim={HIDDEN}", *self.rlkit_sizes()],
-                                        obs_space, act_space)
-            if case.method != "ddpg":
-                self.ours.setup_urlb(reward_free=True, seed_steps=0, episode_steps=1000)
-            self.ours.encode = lambda obs: obs  # states: identity encoder, kept float64 (module docstring)
             self.urlb_utils = import_reference(self.path, "utils", STUBS)
             with contextlib.ExitStack() as stack:
                 from bench.fidelity.core import reference_imports
@@ -182,8 +183,20 @@ class URLBAdapter(Adapter):
                 sys.modules["utils"] = self.urlb_utils
                 mod = importlib.import_module(module)
                 self.ddpg_mod = importlib.import_module("agent.ddpg")
-            torch.manual_seed(1)
-            self.theirs = getattr(mod, cls)(**self._urlb_kwargs(case.method))
+
+            def pair(reward_free: bool, seed: int) -> tuple[Any, Any]:
+                torch.manual_seed(seed)
+                ours = rlkit_algorithm([*case.overrides, f"algo.hidden_dim={HIDDEN}", *self.rlkit_sizes()],
+                                       obs_space, act_space)
+                if case.method != "ddpg":
+                    ours.setup_urlb(reward_free=reward_free, seed_steps=0, episode_steps=1000)
+                ours.encode = lambda obs: obs  # states: identity encoder, kept float64 (module docstring)
+                torch.manual_seed(seed + 1)
+                return ours, getattr(mod, cls)(**self._urlb_kwargs(case.method, reward_free))
+
+            self.ours, self.theirs = pair(not self.finetune, 0)
+            #: finetuning cases: the pretrained pair whose snapshot the finetuning pair starts from
+            self.pretrained = pair(True, 10) if self.finetune else None
         self.recording_f = _RecordingF(self.ddpg_mod.F)
         self.ddpg_mod.F = self.recording_f
         mod.F = self.recording_f  # APS's own update_critic
@@ -191,17 +204,28 @@ class URLBAdapter(Adapter):
     def rlkit_sizes(self) -> list[str]:
         return []
 
-    def modules(self) -> list[tuple[str, Any, Any]]:
-        """``(name, rlkit module, URLB module)`` of every compared network."""
-        out = [("actor", self.ours.actor, self.theirs.actor), ("critic", self.ours.critic, self.theirs.critic),
-               ("critic_target", self.ours.critic_target, self.theirs.critic_target)]
-        out += [(ours, _attr(self.ours, ours), _attr(self.theirs, theirs)) for ours, theirs in self.pairs]
+    def modules(self, ours: Any = None, theirs: Any = None) -> list[tuple[str, Any, Any]]:
+        """``(name, rlkit module, URLB module)`` of every compared network (of the given pair, else the checked)."""
+        ours, theirs = (self.ours, self.theirs) if ours is None else (ours, theirs)
+        out = [("actor", ours.actor, theirs.actor), ("critic", ours.critic, theirs.critic),
+               ("critic_target", ours.critic_target, theirs.critic_target)]
+        out += [(a, _attr(ours, a), _attr(theirs, b)) for a, b in self.pairs]
         return out
 
     def transplant(self) -> None:
+        """rlkit's parameters into URLB's; finetuning cases: both pairs, then each side's own hand-off (rlkit's
+        ``init_from_snapshot`` of the pretrained agent's ``state_dict``, URLB's ``init_from``)."""
+        self._copy(self.modules())
+        if self.pretrained is not None:
+            pre_ours, pre_theirs = self.pretrained
+            self._copy(self.modules(pre_ours, pre_theirs))
+            self.ours.init_from_snapshot(pre_ours.state_dict())
+            self.theirs.init_from(pre_theirs)
+
+    def _copy(self, modules: list[tuple[str, Any, Any]]) -> None:
         import torch
 
-        for name, ours, theirs in self.modules():
+        for name, ours, theirs in modules:
             a, b = list(ours.named_parameters()), list(theirs.named_parameters())
             if len(a) != len(b):
                 raise RuntimeError(f"{name}: {len(a)} parameters in rlkit, {len(b)} in URLB")
