@@ -418,3 +418,16 @@ def test_init_from_snapshot_copies_actor_and_critic_trunk_only(fresh_target):
     target_trunk_is_pretrained = same(params(agent.critic_target.trunk), params(pretrained.critic.trunk))
     assert target_trunk_is_pretrained is not fresh_target  # URLB quirk: the target keeps a random trunk
     assert agent.actor_opt.state_dict()["state"] == {}  # fresh optimizers
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ("urlb-quadruped_run", dict(skill_dim=32, skill_mode="half", partitions=2.0, search_mode="grid_search")),
+    ("urlb-jaco", dict(skill_dim=64, skill_mode="sign", partitions=1.5, search_mode="constant")),
+])
+def test_moss_per_domain_defaults_follow_the_released_configs_and_readme(env, expected):
+    """MOSS's conf/ files (skill_dim 32, half, 2, grid_search) everywhere but jaco, whose README commands set
+    skill_dim 64, sign, 1.5 and constant."""
+    from rlkit.config import compose
+
+    cfg = compose(["algo=moss", f"env={env}"])
+    assert {key: cfg.algo[key] for key in expected} == expected

@@ -124,6 +124,23 @@ def test_smm_losses_and_reward_from_the_modules_before_their_step():
     assert float(b.update(batch).metrics["train/intrinsic_reward"]) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_smm_reward_and_vae_step_share_one_noise_draw_per_batch():
+    """URLB's reward takes h(s|z) from the VAE loss's own forward pass: one eps per batch for both."""
+    a = agent(SMM)
+    batch = make_batch(a)
+    b = copy.deepcopy(a)
+    torch.manual_seed(11)
+    eps = np64(torch.randn(32, 6))
+    h_s_z, h_z_s, _, vae_loss = smm_by_hand(a, batch, eps)
+    torch.manual_seed(11)
+    metrics = b.update(batch).metrics
+    assert float(metrics["train/smm_vae_loss"]) == pytest.approx(vae_loss, rel=1e-5)
+    expected = (h_s_z + math.log(4) + h_z_s).mean()
+    assert float(metrics["train/intrinsic_reward"]) == pytest.approx(expected, rel=1e-5)
+    assert b._code_noise is None  # outside an update every call draws afresh (probes, measurements)
+    assert not torch.equal(b.code_noise(batch), b.code_noise(batch))
+
+
 def test_smm_skills_are_uniform_one_hot_per_episode():
     a = agent(SMM)
     assert a.meta_interval == 0
@@ -331,6 +348,23 @@ def test_candidate_queue_wraps_and_measurements_restore_it():
     assert a.probe_intrinsic_reward(batch) is not None
     for key, value in before.items():
         assert torch.equal(a.proto.queue.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("init_sf", ["pretrained", "fresh"])
+def test_aps_finetuning_features_pretrained_or_fresh_as_urlbs_init_from(init_sf):
+    pre = agent(APS)
+    with torch.no_grad():
+        for p in pre.aps.parameters():
+            p.add_(1.0)
+    fine = agent(APS, reward_free=False, init_sf=init_sf)
+    own = flat(fine.aps).clone()
+    fine.init_from_snapshot(pre.state_dict())
+    assert torch.equal(flat(fine.actor), flat(pre.actor))  # the rest of the hand-off is unchanged
+    assert torch.equal(flat(fine.critic.trunk), flat(pre.critic.trunk))
+    # pretrained: the learned f (APS Sec. 4); fresh: the agent's own random f (URLB copies encoder/actor/trunk only)
+    assert torch.equal(flat(fine.aps), flat(pre.aps) if init_sf == "pretrained" else own)
+    with pytest.raises(ConfigError, match="init_sf"):
+        agent(APS, reward_free=False, init_sf="random")
 
 
 @pytest.mark.parametrize("full", [True, False])

@@ -21,6 +21,12 @@
   only saw unit-norm tasks).  Until the first inference the task stays random, as in URLB; evaluation uses the
   inferred ``w`` (before any: the fixed ``1/sqrt(sf_dim)`` vector, where URLB draws one at random).  If the
   rewards give ``Phi^T R = 0`` the task is left as it is (it would be undefined).
+* **Which features finetuning regresses on** (``init_sf``): ``pretrained`` (default) loads the feature net ``f``
+  from the snapshot, as APS's Sec. 4 describes (the task is inferred with the *learned* features ``phi``).
+  URLB's released code does not: its ``finetune.py`` builds a fresh agent and calls ``DDPGAgent.init_from``,
+  which copies the encoder, the actor and the critic trunk only (``agent/ddpg.py``; ``agent/aps.py`` has no
+  ``init_from`` of its own), so its task regression runs on the fresh, randomly initialised ``f`` of the
+  finetuning agent.  ``init_sf: fresh`` reproduces that code, and with it URLB's published APS numbers.
 
 States only here.
 """
@@ -42,6 +48,7 @@ from rlkit.errors import ConfigError
 from rlkit.optim import adam, step
 
 TASK_REGRESSIONS = ("code", "least_squares")
+INIT_SF = ("pretrained", "fresh")
 
 
 class SuccessorFeatureCritic(nn.Module):
@@ -94,8 +101,11 @@ class APS(DDPG):
     def __init__(self, observation_space, action_space, device="cpu", *, sf_dim: int = 10,
                  update_task_every_step: int = 5, knn_k: int = 12, knn_avg: bool = True, knn_rms: bool = True,
                  knn_clip: float = 1e-4, ent_coef: float = 1.0, sf_coef: float = 1.0, num_init_steps: int = 4096,
-                 lstsq_batch_size: int = 4096, task_regression: str = "code", **ddpg_kwargs: Any) -> None:
+                 lstsq_batch_size: int = 4096, task_regression: str = "code", init_sf: str = "pretrained",
+                 **ddpg_kwargs: Any) -> None:
         states_only("APS", ddpg_kwargs)
+        if init_sf not in INIT_SF:
+            raise ConfigError(f"unknown algo.init_sf '{init_sf}'; choose pretrained or fresh")
         if task_regression not in TASK_REGRESSIONS:
             raise ConfigError(f"unknown algo.task_regression '{task_regression}'; choose code or least_squares")
         if int(update_task_every_step) < 1:
@@ -105,7 +115,7 @@ class APS(DDPG):
         self.knn_k, self.knn_avg, self.knn_clip = int(knn_k), bool(knn_avg), float(knn_clip)
         self.ent_coef, self.sf_coef = float(ent_coef), float(sf_coef)
         self.num_init_steps, self.lstsq_batch_size = int(num_init_steps), int(lstsq_batch_size)
-        self.task_regression = task_regression
+        self.task_regression, self.init_sf = task_regression, init_sf
         # the successor-feature critic replaces DDPG's (x = [s, w, u]: the task follows the state)
         task = slice(self.obs_dim, self.obs_dim + self.sf_dim)
         in_dim = self.critic.trunk[0].in_features - self.action_dim
@@ -177,3 +187,12 @@ class APS(DDPG):
     def intrinsic_reward(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         entropy, exploit = self.reward_terms(batch, next_obs)
         return self.ent_coef * entropy + self.sf_coef * exploit
+
+    # ------------------------------------------------------------------ finetuning
+    def init_from_snapshot(self, state: dict[str, Any]) -> None:
+        """DDPG's copy; the feature net ``f`` too with ``init_sf: pretrained``, while ``fresh`` keeps this agent's
+        own random ``f`` as URLB's ``init_from`` does (module docstring)."""
+        fresh = {k: v.clone() for k, v in self.aps.state_dict().items()} if self.init_sf == "fresh" else None
+        super().init_from_snapshot(state)
+        if fresh is not None:
+            self.aps.load_state_dict(fresh)

@@ -39,7 +39,7 @@ class RunningMeanVar(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Merge the values ``x`` (any shape, flattened) and return the updated ``(M, S)``."""
-        x = x.reshape(-1).float()
+        x = x.reshape(-1).to(self.mean.dtype)
         batch = x.numel()
         n = self.count.to(x.dtype)
         delta = x.mean() - self.mean

@@ -26,9 +26,12 @@ learn from the one replay buffer; only the sign of the reward and the region of 
   last candidate's score is never compared), ``random_search``, ``random_grid_search``, ``explore`` (+1),
   ``control`` (-1).  See :class:`SkillSearch`.
 
-Defaults (``configs/algo/moss.yaml``): skill_dim 64 (README; the config file says 32), ``skill_mode=half``,
-``partitions=2``, ``search_mode=grid_search`` (config defaults), and for jaco ``sign`` / 1.5 / ``constant``
-(the README's jaco commands).  Which values produced the paper's walker/quadruped numbers is UNCONFIRMED.
+Defaults (``configs/algo/moss.yaml``) follow the released configuration files: ``skill_dim=32``
+(``conf/intrinsic/multimodal_cic.yaml``), ``skill_mode=half``, ``partitions=2``, ``search_mode=grid_search``
+(``conf/agent/ddpg_multimodal_skill_torch.yaml``); for jaco (``per_family.urlb_jaco``) the README's pretraining and
+finetuning commands: ``skill_dim=64``, ``sign``, ``partitions=1.5``, ``constant``.  The repository has no command or
+config for walker or quadruped, so those domains take the configuration files' values; whether the paper's
+walker/quadruped numbers used others is not stated in the released code.
 """
 
 from __future__ import annotations

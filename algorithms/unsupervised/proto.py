@@ -103,7 +103,8 @@ class ProtoRL(DDPG):
 
     # ------------------------------------------------------------------ the intrinsic reward
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One Adam step on the swapped-prediction loss (module docstring), then the target predictor's EMA."""
+        """One Adam step on the swapped-prediction loss (module docstring), the prototypes re-normalised, then the
+        target predictor's EMA."""
         net = self.proto
         net.normalize_protos()
         online = F.normalize(net.projector(net.predictor(obs)), dim=1)
@@ -113,6 +114,9 @@ class ProtoRL(DDPG):
             codes = sinkhorn_knopp(net.protos(target) / self.temperature, self.sinkhorn_iterations)
         loss = -(codes * log_p).sum(dim=1).mean()
         step(self.proto_opt, loss)
+        # URLB's reward (compute_intr_reward, right after this step) re-normalises the stored prototypes in place;
+        # doing it here keeps the stored weights (and snapshots) equal to URLB's; the math is unchanged
+        net.normalize_protos()
         polyak_update(net.predictor, net.predictor_target, self.predictor_target_tau)
         return {"train/proto_loss": loss.detach()}
 

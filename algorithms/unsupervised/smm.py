@@ -16,8 +16,9 @@ out, as in both released codebases).  Per transition, with ``x = [s_t, z]``:
   (coefficients 1, 1, 1), ``log K = -log p(z)`` of the uniform one-hot prior.  Both released codebases add
   ``+h(z|s) = -log q(z|s)`` (``discriminator_sign: code``, ``s_d = +1``, the default: URLB's numbers); the
   decomposition above gives ``-H[z|s]``, i.e. ``+log q(z|s)`` (``discriminator_sign: paper``, ``s_d = -1``).
-  As in URLB both terms come from the modules *before* this update's steps (``reward_before_rep_update``); the
-  reward's ``eps`` is its own draw (URLB reuses the loss's draw; same distribution).
+  As in URLB both terms come from the modules *before* this update's steps (``reward_before_rep_update``), and
+  ``h(s|z)`` uses the same ``eps`` draw as the VAE step on that batch (URLB takes it from the loss's forward pass,
+  ``agent/smm.py``: ``update_vae`` returns it).
 
 Skills: a uniform one-hot ``z`` at every episode start (``meta_interval`` 0), in pretraining and finetuning.  The
 released code also contains an episode-wise "try every skill once, then keep the best return" routine for
@@ -44,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.algorithm import UpdateResult
 from rlkit.algorithms.unsupervised.cic import mlp3
 from rlkit.algorithms.unsupervised.ddpg import DDPG, orthogonal_init
 from rlkit.algorithms.unsupervised.diayn import check_eval_skill, discriminator_step, eval_skill_index
@@ -74,9 +76,9 @@ class SMMVAE(nn.Module):
         mu, logvar = self.enc_mu(h), self.enc_logvar(h)
         return self.dec(mu + eps * (0.5 * logvar).exp()), mu, logvar
 
-    def loss_and_error(self, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(beta * mean_B KL + mean (x - x^)^2, h(s|z) = sum_j (x - x^)_j^2 per row)`` with one ``eps`` draw."""
-        eps = torch.randn(x.shape[0], self.code_dim, device=x.device)
+    def loss_and_error(self, x: torch.Tensor, beta: float, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(beta * mean_B KL + mean (x - x^)^2, h(s|z) = sum_j (x - x^)_j^2 per row)`` for the code noise ``eps``
+        (``(B, code_dim)`` standard normals)."""
         recon, mu, logvar = self(x, eps)
         kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(dim=1).mean()
         squared = (x - recon).square()
@@ -158,6 +160,8 @@ class SMM(DDPG):
         self.discriminator_opt = adam(self.discriminator.parameters(), float(sp_lr))
         self.vae_opt = adam(self.vae.parameters(), float(vae_lr))
         self.trial = SkillTrial(self.z_dim)
+        #: the VAE code noise of the update in progress (shared by its reward and its VAE step), else None
+        self._code_noise: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ skills
     @property
@@ -191,9 +195,26 @@ class SMM(DDPG):
         return None
 
     # ------------------------------------------------------------------ the intrinsic reward
+    def update(self, batch) -> UpdateResult:
+        """DDPG's update; in pretraining with one VAE code-noise draw for the batch, which its reward and the VAE
+        step share (module docstring)."""
+        if self.reward_free:
+            self._code_noise = torch.randn(len(batch.obs), self.vae.code_dim, device=self.device)
+        try:
+            return super().update(batch)
+        finally:
+            self._code_noise = None
+
+    def code_noise(self, batch) -> torch.Tensor:
+        """The VAE's ``eps`` (``(B, code_dim)``): the update's shared draw inside :meth:`update`, else a fresh one."""
+        if self._code_noise is not None:
+            return self._code_noise
+        return torch.randn(len(batch.obs), self.vae.code_dim, device=self.device)
+
     def update_representation(self, batch, obs: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Adam step of the VAE on ``[s_t, z]`` and one of the discriminator on ``CE(d(s_t), z)``."""
-        vae_loss, _ = self.vae.loss_and_error(torch.cat([obs, batch.skill], dim=1), self.vae_beta)
+        vae_loss, _ = self.vae.loss_and_error(torch.cat([obs, batch.skill], dim=1), self.vae_beta,
+                                              self.code_noise(batch))
         step(self.vae_opt, vae_loss)
         pred_loss, accuracy = discriminator_step(self.discriminator, self.discriminator_opt, obs, batch.skill)
         return {"train/smm_vae_loss": vae_loss.detach(), "train/smm_pred_loss": pred_loss,
@@ -203,7 +224,8 @@ class SMM(DDPG):
     def reward_terms(self, batch, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h(s|z), h(z|s))`` per row: the VAE's squared error of ``[s_t, z]`` (one ``eps`` draw) and
         ``-log q(z|s_t)``."""
-        _, h_s_z = self.vae.loss_and_error(torch.cat([obs, batch.skill], dim=1), self.vae_beta)
+        _, h_s_z = self.vae.loss_and_error(torch.cat([obs, batch.skill], dim=1), self.vae_beta,
+                                           self.code_noise(batch))
         h_z_s = F.cross_entropy(self.discriminator(obs), batch.skill.argmax(dim=1), reduction="none")
         return h_s_z, h_z_s
 

@@ -14,15 +14,18 @@ from bench.fidelity.core import Adapter
 #: --ref name -> "module:Class" (modules under bench.fidelity)
 ADAPTERS: dict[str, str] = {
     "awac": "awac:AWACAdapter",
+    "cic": "cic:CICAdapter",
     "cql": "cql:CQLAdapter",
     "famo2o": "famo2o:FamO2OAdapter",
     "iql": "iql:IQLAdapter",
+    "moss": "moss:MOSSAdapter",
     "oper": "oper:OPERAdapter",
     "siamese": "siamese:SiameseAdapter",
     "slide": "slide:SlideAdapter",
     "spr": "spr:SPRAdapter",
     "storm": "storm:StormAdapter",
     "td3bc": "td3bc:TD3BCAdapter",
+    "urlb": "urlb:URLBAdapter",
 }
 
 
