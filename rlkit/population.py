@@ -35,6 +35,7 @@ checkpoint is the one its single run would write.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -264,7 +265,9 @@ class Population(UpdateOps):
                       [self.by_id[id(p)] for p in target.parameters()], tau)
 
     def schedule(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        scheduler.step()
+        with warnings.catch_warnings():  # the template's own optimizer never steps here; the stacked one does
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            scheduler.step()
         stacked = self.optimizers[id(scheduler.optimizer)]
         for group, sgroup in zip(scheduler.optimizer.param_groups, stacked.param_groups, strict=True):
             sgroup["lr"] = group["lr"]
