@@ -84,6 +84,7 @@ class TD3BC(OfflineActorCritic):
         #: the two loss functions, optionally through ``torch.compile`` (forward and backward graphs; the
         #: fused optimizer steps and the Python-side policy delay stay eager)
         self._losses = {"critic": self.critic_loss, "actor": self.actor_loss}
+        self._compiled = bool(compile)
         if compile:
             self._losses = {k: torch.compile(fn) for k, fn in self._losses.items()}
         #: ``cuda_graph=True``: the whole step (both phases of the policy delay) recorded as CUDA graphs
@@ -126,7 +127,7 @@ class TD3BC(OfflineActorCritic):
         return (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
 
     def population_refusal(self) -> str | None:
-        if self._graphed is not None or self._losses["critic"] is not self.critic_loss:
+        if self._graphed is not None or self._compiled:
             return "TD3BC with algo.compile or algo.cuda_graph; drop them to train a population"
         return None
 

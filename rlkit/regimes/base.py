@@ -152,6 +152,9 @@ class Regime:
     """Base of the training regimes; subclasses implement ``setup``, ``train_step`` and state hooks."""
 
     name = "base"
+    #: whether a population can train in this regime: it then implements ``next_batch()`` and
+    #: ``apply_update(batch, result) -> metrics`` (``train_step`` = both around ``algo.update``)
+    population = False
     #: how many training-step units one call to ``train_step`` advances
     step_increment = 1
 
