@@ -13,10 +13,10 @@ from tests.helpers import metric_records
 
 
 def overrides(path, algo="td3bc", steps=100):
+    hidden = ["algo.actor_hidden=[32,32]", "algo.critic_hidden=[32,32]"] if algo == "cql" else ["algo.hidden=[32,32]"]
     return [f"algo={algo}", "env=hopper-random", f"env.dataset.path={path}", "env.dataset.source=file",
             f"train.steps={steps}", "train.log_interval=25", "eval.interval=50", "eval.episodes=2",
-            "eval.num_envs=2", "checkpoint.interval=50", "algo.hidden=[32,32]", "train.batch_size=32",
-            "num_threads=1"]
+            "eval.num_envs=2", "checkpoint.interval=50", *hidden, "train.batch_size=32", "num_threads=1"]
 
 
 def final_algo_state(run_dir):
@@ -47,11 +47,12 @@ def test_population_of_one_is_the_ordinary_run_bit_for_bit(compose_cfg, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("algo,extra", [("td3bc", []), ("iql", []),
+@pytest.mark.parametrize("algo,extra", [("td3bc", []), ("iql", []), ("awac", []), ("cql", ["algo.lagrange=true"]),
                                         ("td3bc", ["sampler=oper_r"]), ("iql", ["sampler=per"])])
 def test_each_member_stays_close_to_its_single_run(compose_cfg, tmp_path, hopper_random_file, algo, extra):
-    """3 members vs 3 single runs (seeds 5, 6, 7) after 100 updates: same data order and noise, parameters and
-    optimizer moments equal to float32 rounding (the stacked kernels sum in other orders)."""
+    """3 members vs 3 single runs (seeds 5, 6, 7) after 100 updates: same data order and noise, so parameters
+    equal to float32 rounding (the stacked kernels sum in other orders) and Adam's moments to 5e-3 of their
+    largest entry (gradients amplify the rounding: CQL's log-sum-exp penalty most)."""
     base = [*overrides(hopper_random_file, algo), *extra, "eval.interval=0"]
     pop = trainer.run(compose_cfg(*base, "seed=5", "train.population=3", f"run_dir={tmp_path / 'pop'}"))
     assert [m["seed"] for m in pop["members"]] == [5, 6, 7]
@@ -61,13 +62,13 @@ def test_each_member_stays_close_to_its_single_run(compose_cfg, tmp_path, hopper
         b = tensors(final_algo_state(tmp_path / "pop" / f"seed_{k}"))
         assert a.keys() == b.keys()
         for key in a:
-            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=f"member {k}: {key}")
+            atol = 1e-5 + (5e-3 * a[key].abs().max().item() if "_opt." in key else 0.0)
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=atol, msg=f"member {k}: {key}")
         records_a, records_b = metric_records(tmp_path / f"single{k}"), metric_records(tmp_path / "pop" / f"seed_{k}")
         assert [r["step"] for r in records_a] == [r["step"] for r in records_b]
     # the members differ from each other (their own seeds, data and noise)
     m0, m1 = (tensors(final_algo_state(tmp_path / "pop" / f"seed_{k}")) for k in (0, 1))
-    assert not torch.equal(m0["actor.trunk.0.weight" if algo == "iql" else "actor.0.weight"],
-                           m1["actor.trunk.0.weight" if algo == "iql" else "actor.0.weight"])
+    assert not torch.equal(m0["critic.net.0.weight"], m1["critic.net.0.weight"])
 
 
 def test_population_resume_is_exact(compose_cfg, tmp_path, hopper_random_file, monkeypatch):
