@@ -12,6 +12,12 @@ each, after a warm-up:
   ``--threads`` threads (default: the machine's cores), counted as S member steps per population step;
 * ``population-1t``: the same with one thread.
 
+Two figures per measurement: member steps per wall-clock second, and per CPU second the measured processes
+used in the window (``time.process_time``, all threads).  On an idle machine with one thread per core the two
+agree up to the core count; on a shared machine the scheduler gives every runnable thread a share, so S
+separate processes get S shares against the population's one or two, and only the CPU-second figure
+compares the work each needs.
+
 Each member / process draws its own batch every step from its own pool of random hopper-shaped rows (as the
 regime's sampler would: the update reads a fresh batch).  Prints the medians over rounds and the ratio
 population / separate; ``--device cuda`` measures on a GPU (the separate processes then share it).  The
@@ -65,20 +71,21 @@ def batches(seed: int, device: str):
     return out
 
 
-def timed(step, start_at: float, seconds: float, device: str) -> int:
-    """Run ``step`` until ``start_at + seconds`` (wall clock), counting only the steps inside the window."""
+def timed(step, start_at: float, seconds: float, device: str) -> tuple[int, float]:
+    """Run ``step`` until ``start_at + seconds`` (wall clock), counting only the steps inside the window; returns
+    them and the CPU seconds the process used in the window (all its threads)."""
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     while time.time() < start_at:
         step()
     sync()
-    n, end = 0, start_at + seconds
+    n, end, cpu = 0, start_at + seconds, time.process_time()
     while time.time() < end:
         step()
         n += 1
     sync()
-    return n
+    return n, time.process_time() - cpu
 
 
 def worker(args) -> None:
@@ -111,12 +118,13 @@ def worker(args) -> None:
         step()
     print("ready", flush=True)
     start_at = float(sys.stdin.readline())  # the parent starts every worker's window at the same instant
-    n = timed(step, start_at, args.seconds, args.device)
-    print(json.dumps({"steps": n * scale}), flush=True)
+    n, cpu = timed(step, start_at, args.seconds, args.device)
+    print(json.dumps({"steps": n * scale, "cpu": cpu}), flush=True)
 
 
-def launch(cmds: list[list[str]]) -> int:
-    """Start the workers, wait until all are warm, open their timing window together; their summed steps."""
+def launch(cmds: list[list[str]]) -> tuple[int, float]:
+    """Start the workers, wait until all are warm, open their timing window together; their summed steps and
+    CPU seconds."""
     procs = [subprocess.Popen(c, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": c[c.index("--threads") + 1]}) for c in cmds]
     for p in procs:
@@ -126,17 +134,18 @@ def launch(cmds: list[list[str]]) -> int:
     for p in procs:
         p.stdin.write(f"{start_at}\n")
         p.stdin.flush()
-    total = 0
+    steps, cpu = 0, 0.0
     for p in procs:
         out, _ = p.communicate()
         if p.returncode != 0:
             raise SystemExit(f"worker failed: {' '.join(cmds[0])}")
-        total += json.loads(out.strip().splitlines()[-1])["steps"]
-    return total
+        result = json.loads(out.strip().splitlines()[-1])
+        steps, cpu = steps + result["steps"], cpu + result["cpu"]
+    return steps, cpu
 
 
-def measure(algo: str, size: int, mode: str, args) -> float:
-    """Member steps per second of one configuration (one window)."""
+def measure(algo: str, size: int, mode: str, args) -> tuple[float, float]:
+    """Member steps per wall-clock second and per CPU second of one configuration (one window)."""
     base = [sys.executable, __file__, "--worker", "--algo", algo, "--seconds", str(args.seconds),
             "--device", args.device]
     if mode == "separate":
@@ -144,7 +153,8 @@ def measure(algo: str, size: int, mode: str, args) -> float:
     else:
         threads = 1 if mode == "population-1t" else args.threads
         cmds = [[*base, "--mode", "population", "--size", str(size), "--seed", "0", "--threads", str(threads)]]
-    return launch(cmds) / args.seconds
+    steps, cpu = launch(cmds)
+    return steps / args.seconds, steps / max(cpu, 1e-9)
 
 
 def main() -> None:
@@ -168,31 +178,28 @@ def main() -> None:
         return
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores; device {args.device}; "
           f"population threads {args.threads}; window {args.seconds}s; {args.rounds} rounds", flush=True)
-    results: dict[tuple[str, int, str], list[float]] = {}
+    results: dict[tuple[str, int, str, str], list[float]] = {}
     for r in range(args.rounds):
         for algo in args.algos:
             for size in args.sizes:
                 for mode in args.modes:
-                    rate = measure(algo, size, mode, args)
-                    results.setdefault((algo, size, mode), []).append(rate)
-                    print(f"round {r}: {algo} S={size} {mode}: {rate:.1f} member steps/s "
+                    wall, cpu = measure(algo, size, mode, args)
+                    results.setdefault((algo, size, mode, "wall"), []).append(wall)
+                    results.setdefault((algo, size, mode, "cpu"), []).append(cpu)
+                    print(f"round {r}: {algo} S={size} {mode}: {wall:.1f} member steps/s, {cpu:.1f} per CPU second "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"load average at end: {os.getloadavg()}")
-    print("\nmedians (member steps/s) and ratios population / separate:")
-    print("| algo | S | separate (S x 1 thread) | population | ratio | population, 1 thread | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for algo in args.algos:
-        for size in args.sizes:
-            med = {m: statistics.median(results[(algo, size, m)]) for m in args.modes}
-            sep = med.get("separate")
-            cells = []
-            for m in ("population", "population-1t"):
-                if m in med:
-                    cells += [f"{med[m]:.1f}", f"{med[m] / sep:.2f}x" if sep else "-"]
-                else:
-                    cells += ["-", "-"]
-            print(f"| {algo} | {size} | {sep:.1f} | " + " | ".join(cells) + " |" if sep else
-                  f"| {algo} | {size} | - | " + " | ".join(cells) + " |")
+    for clock, label in (("wall", "member steps per wall-clock second"),
+                         ("cpu", "member steps per CPU second (the machine's other load left out)")):
+        print(f"\nmedians over rounds, {label}; ratio = mode / separate:")
+        print("| algo | S | " + " | ".join(f"{m} | ratio" for m in args.modes) + " |")
+        print("|---|---|" + "---|---|" * len(args.modes))
+        for algo in args.algos:
+            for size in args.sizes:
+                med = {m: statistics.median(results[(algo, size, m, clock)]) for m in args.modes}
+                sep = med.get("separate")
+                cells = [f"{med[m]:.1f} | {med[m] / sep:.2f}x" if sep else f"{med[m]:.1f} | -" for m in args.modes]
+                print(f"| {algo} | {size} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -76,22 +76,21 @@ class _Call(nn.Module):
     """Holds the template's modules under their attribute names so that ``functional_call`` can put per-member
     tensors in their place; ``forward`` runs any function with the template's tensor attributes swapped too."""
 
-    def __init__(self, algo: Any, module_names: Sequence[str], tensor_names: Sequence[str]) -> None:
+    def __init__(self, algo: Any, modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.algo = [algo]  # a list: not registered as a submodule
-        self.tensor_names = tuple(tensor_names)
-        for name in module_names:
-            self.add_module(name, getattr(algo, name))
+        self.tensors = dict(tensors)  # the template's own tensor attributes, restored after every call
+        for name, module in modules.items():
+            self.add_module(name, module)
 
     def forward(self, fn: Callable[..., Any], args: tuple, tensors: dict[str, torch.Tensor]) -> Any:
         algo = self.algo[0]
-        saved = {name: getattr(algo, name) for name in self.tensor_names}
         try:
-            for name in self.tensor_names:
+            for name in self.tensors:
                 setattr(algo, name, tensors[name])
             return fn(*args)
         finally:
-            for name, value in saved.items():
+            for name, value in self.tensors.items():
                 setattr(algo, name, value)
 
 
@@ -136,13 +135,14 @@ class Population(UpdateOps):
         self.rng = rng
         self.template = template = self.members[0]
         self.device = template.device
-        attrs = template._stateful_attributes()
+        self.attrs = attrs = template._stateful_attributes()
         self.module_names = [n for n, v in attrs.items() if isinstance(v, nn.Module)]
         self.tensor_names = [n for n, v in attrs.items() if isinstance(v, torch.Tensor)]
         self.optimizer_names = [n for n, v in attrs.items() if isinstance(v, torch.optim.Optimizer)]
         self.scheduler_names = [n for n, v in attrs.items()
                                 if isinstance(v, torch.optim.lr_scheduler.LRScheduler)]
-        self.call = _Call(template, self.module_names, self.tensor_names)
+        self.call = _Call(template, {n: attrs[n] for n in self.module_names},
+                          {n: attrs[n] for n in self.tensor_names})
         #: key -> the key's tensor in each member (``module.path.name`` or a tensor attribute's name)
         self.keys = list(self._member_tensors(template))
         #: key -> stacked tensor (leaf; requires grad where the member's does)
@@ -154,14 +154,13 @@ class Population(UpdateOps):
         self.gather()
 
     # ------------------------------------------------------------------ member <-> stacked
-    def _member_tensors(self, algo: Any) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
+    def _member_tensors(self, member: Any) -> dict[str, torch.Tensor]:
+        attrs, out = member._stateful_attributes(), {}
         for name in self.module_names:
-            module = getattr(algo, name)
-            for key, value in [*module.named_parameters(), *module.named_buffers()]:
+            for key, value in [*attrs[name].named_parameters(), *attrs[name].named_buffers()]:
                 out[f"{name}.{key}"] = value
         for name in self.tensor_names:
-            out[name] = getattr(algo, name)
+            out[name] = attrs[name]
         return out
 
     def gather(self) -> None:
@@ -176,11 +175,11 @@ class Population(UpdateOps):
             self.by_id[id(template[key])] = self.stacked[key]
         self.optimizers = {}
         for name in self.optimizer_names:
-            opt = getattr(self.template, name)
+            opt = self.attrs[name]
             groups = [{**{k: v for k, v in g.items() if k != "params"},
                        "params": [self.by_id[id(p)] for p in g["params"]]} for g in opt.param_groups]
             stacked = type(opt)(groups, **opt.defaults)
-            member_opts = [getattr(m, name) for m in self.members]
+            member_opts = [m._stateful_attributes()[name] for m in self.members]
             for i, group in enumerate(opt.param_groups):
                 for j, p in enumerate(group["params"]):
                     states = [o.state.get(o.param_groups[i]["params"][j]) for o in member_opts]
@@ -205,9 +204,9 @@ class Population(UpdateOps):
                 for key in self.keys:
                     tensors[key].copy_(self.stacked[key][k])
         for name in self.optimizer_names:
-            stacked = self.optimizers[id(getattr(self.template, name))]
+            stacked = self.optimizers[id(self.attrs[name])]
             for k, member in enumerate(self.members):
-                opt = getattr(member, name)
+                opt = member._stateful_attributes()[name]
                 for group, sgroup in zip(opt.param_groups, stacked.param_groups, strict=True):
                     group.update({key: v for key, v in sgroup.items() if key != "params"})
                     for p, sp in zip(group["params"], sgroup["params"], strict=True):
@@ -219,7 +218,7 @@ class Population(UpdateOps):
                                             for key, v in state.items()}
         for member in self.members[1:]:
             for name in self.scheduler_names:
-                getattr(member, name).load_state_dict(getattr(self.template, name).state_dict())
+                member._stateful_attributes()[name].load_state_dict(self.attrs[name].state_dict())
             for name in type(self.template).state_attributes:
                 setattr(member, name, getattr(self.template, name))
         self.synced = True
