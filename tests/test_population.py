@@ -50,13 +50,13 @@ def test_population_of_one_is_the_ordinary_run_bit_for_bit(compose_cfg, tmp_path
 @pytest.mark.parametrize("algo,extra", [("td3bc", []), ("iql", []), ("awac", []), ("cql", ["algo.lagrange=true"]),
                                         ("td3bc", ["sampler=oper_r"]), ("iql", ["sampler=per"])])
 def test_each_member_stays_close_to_its_single_run(compose_cfg, tmp_path, hopper_random_file, algo, extra):
-    """3 members vs 3 single runs (seeds 5, 6, 7) after 100 updates: same data order and noise, so parameters
+    """2 members vs 2 single runs (seeds 5, 6) after 100 updates: same data order and noise, so parameters
     equal to float32 rounding (the stacked kernels sum in other orders) and Adam's moments to 5e-3 of their
     largest entry (gradients amplify the rounding: CQL's log-sum-exp penalty most)."""
     base = [*overrides(hopper_random_file, algo), *extra, "eval.interval=0"]
-    pop = trainer.run(compose_cfg(*base, "seed=5", "train.population=3", f"run_dir={tmp_path / 'pop'}"))
-    assert [m["seed"] for m in pop["members"]] == [5, 6, 7]
-    for k in range(3):
+    pop = trainer.run(compose_cfg(*base, "seed=5", "train.population=2", f"run_dir={tmp_path / 'pop'}"))
+    assert [m["seed"] for m in pop["members"]] == [5, 6]
+    for k in range(2):
         trainer.run(compose_cfg(*base, f"seed={5 + k}", f"run_dir={tmp_path / f'single{k}'}"))
         a = tensors(final_algo_state(tmp_path / f"single{k}"))
         b = tensors(final_algo_state(tmp_path / "pop" / f"seed_{k}"))
