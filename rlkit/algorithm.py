@@ -17,11 +17,17 @@ What an algorithm declares (class attributes):
 * ``recurrent`` -- whether ``act`` carries state (transformer/RNN context) that ``reset_state`` clears;
 * ``decodes_frames`` -- whether it has a world model that decodes frames, so ``rlkit dream`` can draw it
   (:meth:`Algorithm.dream`); latent world models (SPR, VCR) do not and are refused.
+* ``population`` -- whether ``S`` copies can train as one stacked population (``train.population=S``,
+  :mod:`rlkit.population`): the update is written once as ``update_with(ops, batch)`` against
+  :class:`rlkit.population.UpdateOps`, and ``update(batch)`` is ``update_with(DIRECT, batch)``.
 
 What it implements:
 
 * ``act(obs, state=None, deterministic=False) -> (action, state)`` -- batched numpy observations in,
   batched numpy actions out;
+* ``update_with(ops, batch) -> UpdateResult`` -- (``population`` algorithms) the same step with every module
+  call, random draw, optimizer step and target update going through ``ops``; :meth:`population_refusal`
+  names a setting of this instance that keeps it out of a population (None: it can join);
 * ``update(batch) -> UpdateResult`` -- one gradient step: metrics as tensors (converted only at log time,
   which keeps the hot path free of host synchronisation) and, when :attr:`priority_feedback` is on (the
   regime turns it on for samplers that learn priorities), one priority per batch row;
@@ -122,6 +128,8 @@ class Algorithm:
     provides_priorities: ClassVar[bool] = False
     recurrent: ClassVar[bool] = False
     decodes_frames: ClassVar[bool] = False
+    #: whether the update is written as ``update_with(ops, batch)`` (rlkit.population), so copies can be stacked
+    population: ClassVar[bool] = False
     #: extra state-dict attribute names that are plain Python values (counters, flags)
     state_attributes: ClassVar[tuple[str, ...]] = ()
 
@@ -139,6 +147,16 @@ class Algorithm:
 
     def update(self, batch) -> UpdateResult:
         raise NotImplementedError
+
+    def update_with(self, ops, batch) -> UpdateResult:
+        """``update(batch)`` written against the update operations ``ops`` (:mod:`rlkit.population`)."""
+        raise NotImplementedError
+
+    def population_refusal(self) -> str | None:
+        """Why this algorithm, as configured, cannot train as a population (one line), or None."""
+        if not self.population:
+            return f"{type(self).__name__} does not write its update as update_with(ops, batch)"
+        return None
 
     # ------------------------------------------------------------------ replay
     def replay_spec(self, seed: int) -> ReplaySpec:

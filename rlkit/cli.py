@@ -29,6 +29,8 @@ Train one run, composed from configs/: algo=NAME env=NAME sampler=NAME plus any 
 
 common overrides:
   seed=INT                 random seed (default 0)
+  train.population=S       train seeds seed..seed+S-1 as one stacked population in one process (offline
+                           td3bc/iql/cql/awac/oper); each member in run_dir/seed_<k>/
   device=auto|cpu|cuda     where to train (default auto)
   train.steps=INT          gradient steps (offline) or agent steps (online)
   train.batch_size=INT     minibatch size
@@ -128,6 +130,10 @@ def cmd_train(args: list[str]) -> int:
 
 
 def _print_summary(summary: dict) -> None:
+    for member in summary.get("members", ()):  # a population (train.population=S)
+        _print_summary(member)
+    if "members" in summary:
+        return
     score = summary.get("final_normalized_score")
     text = (f"rlkit: {summary['algo']} on {summary['env']} seed {summary['seed']}: "
             f"{summary['steps']} steps in {summary['wall_time_s']:.0f}s, final return "

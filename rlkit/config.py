@@ -317,6 +317,10 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, int) and value <= 0:
             raise ConfigError(f"bad value for '{key}': {value}; it must be a positive integer")
+    population = OmegaConf.select(cfg, "train.population")
+    if population is not None and (not isinstance(population, int) or isinstance(population, bool) or population < 1):
+        raise ConfigError(f"bad value for 'train.population': {population!r}; it must be a positive integer "
+                          "(the number of seeds) or null")
     if OmegaConf.select(cfg, "eval.interval") is not None and cfg.eval.interval < 0:
         raise ConfigError("bad value for 'eval.interval': it must be >= 0 (0 disables periodic evaluation)")
 

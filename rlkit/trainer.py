@@ -73,11 +73,16 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run as configured; returns the summary also written to ``summary.json``.
+    """Train one run as configured; returns the summary also written to ``summary.json`` (a population,
+    ``train.population=S``: ``{population, run_dir, members: [each member's summary]}``).
 
     An algorithm/env pair that does not fit (:func:`rlkit.fit.check_run_fit`) is refused before the run
     directory is made."""
     check_run_fit(cfg)
+    if cfg.train.get("population") is not None:  # S seeds in one process: rlkit/regimes/population.py
+        from rlkit.regimes.population import run_population
+
+        return run_population(cfg)
     run_dir = prepare_run_dir(cfg)
     regime = regime_class(algorithm_regime(cfg))(cfg, run_dir)
     summary = regime.run()

@@ -251,7 +251,7 @@ def test_cql_importance_sampled_gap_with_known_log_probs():
     algo = _cql(cql_importance_sample=True)
     log_p = 0.5
 
-    def fixed_samples(obs, n):  # n actions per state with log π = 0.5
+    def fixed_samples(obs, n, noise=None):  # n actions per state with log π = 0.5
         return torch.zeros(n, obs.shape[0], ACT_DIM), torch.full((n, obs.shape[0]), log_p)
 
     algo._sample = fixed_samples
@@ -357,7 +357,7 @@ def test_awac_advantage_weights_and_losses():
     algo = AWAC(OBS_SPACE, ACT_SPACE, hidden=SMALL, critic_lr=0.0, awac_lambda=0.25)
     set_action_sum(algo.critic, 0.3)
     set_action_sum(algo.critic_target, 0.3)
-    algo.actor.sample = lambda obs: torch.zeros(obs.shape[0], ACT_DIM)  # V(s) = Q(s, 0) = 0.3
+    algo.actor.sample = lambda obs, noise=None: torch.zeros(obs.shape[0], ACT_DIM)  # V(s) = Q(s, 0) = 0.3
     w = torch.tensor([0.5, 1.0, 1.5, 2.0, 0.2, 0.8])
     b = make_batch(weights=w)
     b.action[0] = torch.tensor([0.9, 0.8])  # advantage 1.7 -> exp(6.8) = 898, capped at 100

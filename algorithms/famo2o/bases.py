@@ -50,6 +50,8 @@ class FamilyMixin:
     the phase switch and the family's checkpoint state."""
 
     family: Family
+    #: the FamO2O update (``update``) is not written as ``update_with``: no populations
+    population = False
 
     def begin_phase(self, phase: str) -> None:
         """Offline: uniform coefficients for the universal model; online: the balance model's."""

@@ -44,15 +44,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, gaussian_log_prob, policy_batch, weighted_mean
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam, step
+from rlkit.population import DIRECT, UpdateOps
 
 EXP_ADV_MAX = 100.0
 VARIANTS = ("corl", "released")
@@ -71,9 +73,11 @@ class GaussianActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.trunk(obs), self.log_std.clamp(self.log_std_min, self.log_std_max)
 
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``clip(μ(s) + σ ε, -1, 1)`` with ``ε ~ N(0, I)`` (``noise``: ``ε`` drawn beforehand)."""
         mean, log_std = self(obs)
-        return (mean + log_std.exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)
+        noise = torch.randn_like(mean) if noise is None else noise
+        return (mean + log_std.exp() * noise).clamp(-1.0, 1.0)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         mean, log_std = self(obs)
@@ -110,6 +114,8 @@ class TanhMeanGaussianActor(nn.Module):
 class AWAC(OfflineActorCritic):
     """AWAC (offline); ``critic_for_diagnostics()`` takes normalised observations and actions in [-1, 1]."""
 
+    population = True
+
     def __init__(self, observation_space, action_space, device="cpu", *, variant: str = "corl",
                  awac_lambda: float = 1.0 / 3.0, awac_beta: float = 2.0, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 5e-3,
@@ -143,32 +149,69 @@ class AWAC(OfflineActorCritic):
     def update(self, batch) -> UpdateResult:
         if self.variant == "released":
             return self.released_update(batch)
+        return self.update_with(DIRECT, batch)
+
+    def population_refusal(self) -> str | None:
+        if self.variant == "released":
+            return "AWAC with algo.variant=released (the authors' update is not written for populations); drop it"
+        return None
+
+    def update_with(self, ops: UpdateOps, batch) -> UpdateResult:
         self.num_updates += 1
+        # ε of a' ~ π(·|s') and of ã ~ π(·|s), in the order the update uses them
+        noise = ops.draw(self.action_noise, batch.action, policy_batch(batch).action)
+        critic = ops.map(partial(self._critic_terms, self.priority_feedback), batch, noise[0])
+        ops.step(self.critic_opt, critic["loss"])
+        actor = ops.map(self._actor_terms, batch, noise[1])
+        ops.step(self.actor_opt, actor["loss"])
+        ops.polyak(self.critic, self.critic_target, self.tau)
+        metrics = {
+            "train/critic_loss": critic["loss"].detach(),
+            "train/actor_loss": actor["loss"].detach(),
+            "train/q_mean": critic["q_mean"],
+            "train/adv_weight_mean": actor["adv_weight_mean"],
+        }
+        return UpdateResult(metrics, critic.get("priorities"))
+
+    def action_noise(self, action: torch.Tensor, policy_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The update's two standard-normal draws: for ``a' ~ π(·|s')`` (main batch) and ``ã ~ π(·|s)`` (policy
+        batch), shaped like the batches' actions."""
+        return torch.randn_like(action), torch.randn_like(policy_action)
+
+    def _inputs(self, batch) -> tuple[torch.Tensor, ...]:
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
-        action = self.from_env_action(batch.action)
-        reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
+        return obs, self.from_env_action(batch.action), self.transform_reward(batch.reward), \
+            1.0 - batch.terminated, next_obs
 
+    def _critic_terms(self, with_priorities: bool, batch, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs, action, reward, not_done, next_obs = self._inputs(batch)
         with torch.no_grad():
-            next_action = self.actor.sample(next_obs)
-        q, target, critic_loss = self.critic_step(obs, action, reward, not_done, next_obs, next_action, batch)
+            next_action = self.actor.sample(next_obs, noise)
+        q, target, loss = self.critic_terms(obs, action, reward, not_done, next_obs, next_action, batch)
+        out = {"loss": loss, "q_mean": q.detach().mean()}
+        if with_priorities:
+            out["priorities"] = td_priorities(q, target)
+        return out
 
+    def _actor_terms(self, batch, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The actor loss (eq. 9) with the updated critic; ``noise``: the ``ε`` of ``ã ~ π(·|s)``."""
+        obs, action = self._inputs(batch)[:2]
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
         with torch.no_grad():
-            pi_action = self.actor.sample(p_obs)
+            pi_action = self.actor.sample(p_obs, noise)
             q_both = self.critic(torch.cat([p_obs, p_obs]), torch.cat([p_action, pi_action])).min(0).values
             q_data, v = q_both.chunk(2)
             adv_weight = torch.exp((q_data - v) / self.awac_lambda).clamp(max=EXP_ADV_MAX)
         actor_loss = -weighted_mean(adv_weight * self.actor.log_prob(p_obs, p_action), pb.weights)
-        step(self.actor_opt, actor_loss)
-        polyak_update(self.critic, self.critic_target, self.tau)
+        return {"loss": actor_loss, "adv_weight_mean": adv_weight.mean()}
 
-        metrics = {
-            "train/critic_loss": critic_loss.detach(),
-            "train/actor_loss": actor_loss.detach(),
-            "train/q_mean": q.detach().mean(),
-            "train/adv_weight_mean": adv_weight.mean(),
-        }
-        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+    def critic_terms(self, obs, action, reward, not_done, next_obs, next_action, batch
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The TD loss (eq. 4-5) towards ``r + γ (1 - d) min_k Q̄_k(s', a')``; returns ``(Q, y, L_Q)``."""
+        with torch.no_grad():
+            target = reward + self.gamma * not_done * self.critic_target(next_obs, next_action).min(0).values
+        q = self.critic(obs, action)
+        return q, target, weighted_mean((q - target).pow(2), self.eval_weights(batch)).sum()
 
     def released_update(self, batch) -> UpdateResult:
         """The authors' update (``variant=released``, module docstring): all losses at the starting
@@ -202,10 +245,7 @@ class AWAC(OfflineActorCritic):
     def critic_step(self, obs, action, reward, not_done, next_obs, next_action, batch
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One TD step (eq. 4-5) towards ``r + γ (1 - d) min_k Q̄_k(s', a')``; returns ``(Q, y, L_Q)``."""
-        with torch.no_grad():
-            target = reward + self.gamma * not_done * self.critic_target(next_obs, next_action).min(0).values
-        q = self.critic(obs, action)
-        critic_loss = weighted_mean((q - target).pow(2), self.eval_weights(batch)).sum()
+        q, target, critic_loss = self.critic_terms(obs, action, reward, not_done, next_obs, next_action, batch)
         step(self.critic_opt, critic_loss)
         return q, target, critic_loss
 

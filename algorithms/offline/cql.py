@@ -62,16 +62,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
 from rlkit.algorithm import UpdateResult, td_priorities
-from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, weighted_mean
+from rlkit.algorithms.offline.common import OfflineActorCritic, orthogonal_init_, policy_batch, weighted_mean
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, TanhGaussian, polyak_update
 from rlkit.nets.mlp import EnsembleLinear
 from rlkit.optim import adam, step
+from rlkit.population import DIRECT, UpdateOps
 
 
 def released_init_(module: nn.Module, last_bound: float, bias: float = 0.1) -> None:
@@ -141,6 +143,8 @@ class CQLActor(nn.Module):
 class CQL(OfflineActorCritic):
     """CQL (continuous); ``critic_for_diagnostics()`` takes normalised observations and actions in [-1, 1]."""
 
+    population = True
+
     def __init__(self, observation_space, action_space, device="cpu", *, cql_alpha: float = 10.0,
                  cql_n_actions: int = 10, cql_importance_sample: bool = True, cql_temp: float = 1.0,
                  lagrange: bool = False, target_action_gap: float = -1.0,
@@ -205,7 +209,8 @@ class CQL(OfflineActorCritic):
         dist = self.actor(obs)
         return dist.mode if deterministic else dist.rsample_with_log_prob()[0]
 
-    def _sample(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(self, obs: torch.Tensor, n: int, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` policy actions per state: ``(n, B, |A|)`` actions and ``(n, B)`` log-probabilities.
 
         One actor forward on the ``B`` states; the ``n`` draws share its ``π(·|s)`` (the reference code runs
@@ -213,7 +218,7 @@ class CQL(OfflineActorCritic):
         dist = self.actor(obs)
         shape = (n, *dist.mean.shape)
         return TanhGaussian(dist.mean.expand(shape), dist.log_std.expand(shape),
-                            tanh_eps=dist.tanh_eps).rsample_with_log_prob()
+                            tanh_eps=dist.tanh_eps).rsample_with_log_prob(noise)
 
     def _q_many(self, critic: QEnsemble, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``Q_k(s_i, a_ji)`` for ``(n, B, |A|)`` actions in one stacked forward: ``(E, n, B)``."""
@@ -222,48 +227,125 @@ class CQL(OfflineActorCritic):
         return critic(flat_obs, actions.reshape(n * b, -1)).view(-1, n, b)
 
     def update(self, batch) -> UpdateResult:
+        if self.update_order == "released":
+            return self.released_update(batch)
+        return self.update_with(DIRECT, batch)
+
+    def population_refusal(self) -> str | None:
+        if self.update_order == "released":
+            return "CQL with algo.update_order=released (the authors' step order is not written for populations)"
+        return None
+
+    def update_with(self, ops: UpdateOps, batch) -> UpdateResult:
+        """One update in CORL's order (``update_order=corl``): every loss from the networks as they are at the
+        step's start, then α, the actor, α' and the critic step."""
         self.num_updates += 1
+        noise = ops.draw(self.update_noise, batch.action, policy_batch(batch).action)
+        out = ops.map(partial(self._terms, self.priority_feedback), batch, noise)
+        if self.autotune:
+            ops.step(self.alpha_opt, out["alpha_loss"])
+        ops.step(self.actor_opt, out["actor_loss"], self._actor_params)
+        if self.lagrange:
+            ops.step(self.alpha_prime_opt, out["alpha_prime_loss"])
+        ops.step(self.critic_opt, out["critic_loss"])
+        if self.num_updates % self.target_update_period == 0:
+            ops.polyak(self.critic, self.critic_target, self.tau)
+        metrics = {
+            "train/critic_loss": out["critic_loss"].detach(),
+            "train/td_loss": out["td_loss"],
+            "train/cql_gap": out["cql_gap"],
+            "train/actor_loss": out["actor_loss"].detach(),
+            "train/alpha_loss": out["alpha_loss"].detach(),
+            "train/alpha": out["alpha"],
+            "train/entropy": out["entropy"],
+            "train/q_mean": out["q_mean"],
+        }
+        if self.lagrange:
+            metrics["train/alpha_prime"] = out["alpha_prime"]
+        return UpdateResult(metrics, out.get("priorities"))
+
+    def update_noise(self, action: torch.Tensor, policy_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every random draw of one update, in the order the update makes them: ``ε`` of the actor's
+        ``ã ~ π(·|s)`` (policy batch), then those of :meth:`critic_noise`."""
+        return {"actor": torch.randn_like(policy_action), **self.critic_noise(action)}
+
+    def critic_noise(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The critic loss's draws, in order: ``ε`` of ``a' ~ π(·|s')`` (``n`` of them per state with the max
+        backup), the ``n`` uniform actions, the ``ε`` of the ``n`` actions from ``π(·|s)`` and ``π(·|s')``."""
+        n, (b, a), device = self.n_actions, action.shape, action.device
+        return {"next": torch.randn(n, b, a, device=device) if self.max_target_backup
+                else torch.randn(b, a, device=device),
+                "random": torch.empty(n, b, a, device=device).uniform_(-1.0, 1.0),
+                "pi": torch.randn(n, 2 * b, a, device=device)}
+
+    def _inputs(self, batch) -> tuple[torch.Tensor, ...]:
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action)
-        reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
-        released = self.update_order == "released"
+        return obs, action, next_obs, self.transform_reward(batch.reward), 1.0 - batch.terminated
+
+    def _alpha(self):
+        """The entropy temperature ``α`` (the multiplier alone without autotuning)."""
+        return self.log_alpha.detach().exp() * self.alpha_multiplier if self.autotune else self.alpha_multiplier
+
+    def _terms(self, with_priorities: bool, batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every loss of the update from the networks as they are at its start (module docstring)."""
+        obs, action, next_obs, reward, not_done = self._inputs(batch)
+        alpha = self._alpha()
 
         # policy improvement (SAC actor) and entropy temperature, on the policy batch
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
         dist = self.actor(p_obs)
-        new_action, logp = dist.rsample_with_log_prob()
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        if released and self.autotune:  # the authors' code: α steps first, the policy loss sees the new α
-            step(self.alpha_opt, alpha_loss)
-        alpha = self.alpha_multiplier
-        if self.autotune:
-            alpha = self.log_alpha.detach().exp() * self.alpha_multiplier
+        new_action, logp = dist.rsample_with_log_prob(noise["actor"])
         if self.num_updates <= self.bc_steps:
             objective = self.actor.log_prob(p_obs, p_action)
         else:
-            critic = self._critic_before_step if released else self.critic
-            objective = critic(p_obs, new_action).min(0).values
+            objective = self.critic(p_obs, new_action).min(0).values
+        actor_loss = weighted_mean(alpha * logp - objective, pb.weights)
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+
+        critic_loss, parts = self.critic_loss(obs, action, next_obs, reward, not_done, alpha, batch, noise=noise)
+        q, target = parts["q"], parts["target"]
+        out = {"alpha_loss": alpha_loss, "actor_loss": actor_loss, "critic_loss": critic_loss,
+               "td_loss": parts["td_loss"].detach(), "cql_gap": parts["cql_gap"].detach().mean(),
+               "alpha": torch.as_tensor(alpha), "entropy": -logp.detach().mean(), "q_mean": q.detach().mean()}
+        if self.lagrange:
+            out["alpha_prime_loss"] = parts["alpha_prime_loss"]
+            out["alpha_prime"] = parts["alpha_prime"].detach()
+        if with_priorities:
+            out["priorities"] = td_priorities(q, target)
+        return out
+
+    def released_update(self, batch) -> UpdateResult:
+        """One update in the authors' order (``update_order=released``, aviralkumar2907/CQL ``cql.py``): α steps
+        first and the policy loss sees the new α; the Q networks step before the policy, whose graph reads the
+        stepped weights (:meth:`_critic_before_step`).  The same draws, in the same order, as :meth:`update_with`."""
+        self.num_updates += 1
+        obs, action, next_obs, reward, not_done = self._inputs(batch)
+        pb, p_obs, p_action = self.policy_inputs(batch, obs, action)
+        dist = self.actor(p_obs)
+        new_action, logp = dist.rsample_with_log_prob()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        if self.autotune:
+            step(self.alpha_opt, alpha_loss)
+        alpha = self._alpha()
+        if self.num_updates <= self.bc_steps:
+            objective = self.actor.log_prob(p_obs, p_action)
+        else:
+            objective = self._critic_before_step(p_obs, new_action).min(0).values
         actor_loss = weighted_mean(alpha * logp - objective, pb.weights)
 
         critic_loss, parts = self.critic_loss(obs, action, next_obs, reward, not_done, alpha, batch)
-        td_loss, cql_gap, q, target = parts["td_loss"], parts["cql_gap"], parts["q"], parts["target"]
-
-        if self.autotune and not released:
-            step(self.alpha_opt, alpha_loss)
-        if not released:
-            step(self.actor_opt, actor_loss, self._actor_params)
+        q, target = parts["q"], parts["target"]
         if self.lagrange:
             step(self.alpha_prime_opt, parts["alpha_prime_loss"])
         step(self.critic_opt, critic_loss)
-        if released:  # the Q networks step before the policy (its graph reads the stepped weights)
-            step(self.actor_opt, actor_loss, self._actor_params)
+        step(self.actor_opt, actor_loss, self._actor_params)
         if self.num_updates % self.target_update_period == 0:
             polyak_update(self.critic, self.critic_target, self.tau)
-
         metrics = {
             "train/critic_loss": critic_loss.detach(),
-            "train/td_loss": td_loss.detach(),
-            "train/cql_gap": cql_gap.detach().mean(),
+            "train/td_loss": parts["td_loss"].detach(),
+            "train/cql_gap": parts["cql_gap"].detach().mean(),
             "train/actor_loss": actor_loss.detach(),
             "train/alpha_loss": alpha_loss.detach(),
             "train/alpha": torch.as_tensor(alpha),
@@ -287,31 +369,34 @@ class CQL(OfflineActorCritic):
         return torch.func.functional_call(self.critic, aliases, (obs, action))
 
     def critic_loss(self, obs, action, next_obs, reward, not_done, alpha, batch, policy_obs=None,
-                    policy_next_obs=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                    policy_next_obs=None, noise: dict[str, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The CQL critic loss (TD + conservative penalty, module docstring) and its parts (``td_loss``,
         ``cql_gap``, ``q``, ``target``, and with Lagrange ``alpha_prime``/``alpha_prime_loss``).
 
         ``policy_obs``/``policy_next_obs``: the actor's inputs at ``s`` and ``s'`` (default: the observations;
-        a conditioned actor, e.g. FamO2O's universal model, passes its conditioned inputs)."""
+        a conditioned actor, e.g. FamO2O's universal model, passes its conditioned inputs); ``noise``: the draws
+        of :meth:`critic_noise` (made here when None)."""
+        noise = self.critic_noise(action) if noise is None else noise
         policy_obs = obs if policy_obs is None else policy_obs
         policy_next_obs = next_obs if policy_next_obs is None else policy_next_obs
         n = self.n_actions
         # policy evaluation: TD backup
         with torch.no_grad():
             if self.max_target_backup:
-                next_actions, next_logps = self._sample(policy_next_obs, n)
+                next_actions, next_logps = self._sample(policy_next_obs, n, noise["next"])
                 q_next = self._q_many(self.critic_target, next_obs, next_actions).min(0).values  # (n, B)
                 target_q, best = q_next.max(0)
                 next_logp = next_logps.gather(0, best.unsqueeze(0)).squeeze(0)
             else:
-                next_action, next_logp = self.actor(policy_next_obs).rsample_with_log_prob()
+                next_action, next_logp = self.actor(policy_next_obs).rsample_with_log_prob(noise["next"])
                 target_q = self.critic_target(next_obs, next_action).min(0).values
             if self.backup_entropy:
                 target_q = target_q - alpha * next_logp
             target = reward + self.gamma * not_done * target_q
             # conservative penalty: n uniform actions, n from π(·|s) and n from π(·|s'), all scored at s
-            random_actions = torch.empty(n, *action.shape, device=action.device).uniform_(-1.0, 1.0)
-            pi_actions, pi_logp = self._sample(torch.cat([policy_obs, policy_next_obs]), n)
+            random_actions = noise["random"]
+            pi_actions, pi_logp = self._sample(torch.cat([policy_obs, policy_next_obs]), n, noise["pi"])
             cur_actions, next_pi_actions = pi_actions.chunk(2, dim=1)
             cur_logp, next_pi_logp = pi_logp.chunk(2, dim=1)
         all_actions = torch.cat([action.unsqueeze(0), random_actions, next_pi_actions, cur_actions])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ from rlkit.algorithms.offline.common import (
 from rlkit.errors import ConfigError
 from rlkit.nets import MLP, QEnsemble, polyak_update
 from rlkit.optim import adam, step
+from rlkit.population import DIRECT, UpdateOps
 
 ACTION_CLIP = 1.0 - 1e-5
 EXP_ADV_MAX = 100.0
@@ -80,6 +82,8 @@ class GaussianMeanTanhActor(nn.Module):
 
 class IQL(OfflineActorCritic):
     """IQL; ``critic_for_diagnostics()`` takes (optionally normalised) observations and actions in [-1, 1]."""
+
+    population = True
 
     def __init__(self, observation_space, action_space, device="cpu", *, expectile: float = 0.7,
                  temperature: float = 3.0, actor_lr: float = 3e-4, critic_lr: float = 3e-4,
@@ -120,14 +124,49 @@ class IQL(OfflineActorCritic):
             self.actor.train()
         return mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
 
+    def population_refusal(self) -> str | None:
+        if self.dropout > 0:
+            return "IQL with algo.dropout > 0 draws dropout masks inside the update; set algo.dropout=0"
+        return None
+
     def update(self, batch) -> UpdateResult:
+        return self.update_with(DIRECT, batch)
+
+    def update_with(self, ops: UpdateOps, batch) -> UpdateResult:
         self.num_updates += 1
+        value = ops.map(self._value_terms, batch)
+        ops.step(self.value_opt, value["loss"])
+        actor = ops.map(self._actor_terms, batch, value["target_q"])
+        ops.step(self.actor_opt, actor["loss"])
+        ops.schedule(self.actor_schedule)
+        critic = ops.map(partial(self._critic_terms, self.priority_feedback), batch)
+        ops.step(self.critic_opt, critic["loss"])
+        ops.polyak(self.critic, self.critic_target, self.tau)
+        metrics = {
+            "train/value_loss": value["loss"].detach(),
+            "train/actor_loss": actor["loss"].detach(),
+            "train/critic_loss": critic["loss"].detach(),
+            "train/q_mean": critic["q_mean"],
+            "train/v_mean": value["v_mean"],
+            "train/adv_weight_mean": actor["adv_weight_mean"],
+        }
+        return UpdateResult(metrics, critic.get("priorities"))
+
+    def _inputs(self, batch) -> tuple[torch.Tensor, ...]:
+        """``(obs, action, reward, not_done, next_obs, c)`` of the batch in the networks' spaces."""
         obs, next_obs = self.obs_norm(batch.obs), self.obs_norm(batch.next_obs)
         action = self.from_env_action(batch.action).clamp(-ACTION_CLIP, ACTION_CLIP)
-        reward, not_done = self.transform_reward(batch.reward), 1.0 - batch.terminated
-        c = self.eval_weights(batch)
-        target_q, v, value_loss = self.value_step(obs, action, c)
+        return obs, action, self.transform_reward(batch.reward), 1.0 - batch.terminated, next_obs, \
+            self.eval_weights(batch)
 
+    def _value_terms(self, batch) -> dict[str, torch.Tensor]:
+        obs, action, *_, c = self._inputs(batch)
+        target_q, v, loss = self.value_terms(obs, action, c)
+        return {"loss": loss, "target_q": target_q, "v_mean": v.detach().mean()}
+
+    def _actor_terms(self, batch, target_q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The actor loss (eq. 7) with the updated ``V``; ``target_q``: ``min_k Q̄_k(s, a)`` of the main batch."""
+        obs, action = self._inputs(batch)[:2]
         pb, p_obs, p_action = self.policy_inputs(batch, obs, action, ACTION_CLIP)
         with torch.no_grad():
             p_target_q = target_q if pb is batch else self.critic_target(p_obs, p_action).min(0).values
@@ -137,37 +176,43 @@ class IQL(OfflineActorCritic):
             if relax is not None:  # OAP's relaxed rows: the likelihood term is the behaviour-cloning constraint
                 adv_weight = adv_weight * relax
         actor_loss = -(adv_weight * self.actor.log_prob(p_obs, p_action)).mean()
-        step(self.actor_opt, actor_loss)
-        self.actor_schedule.step()
+        return {"loss": actor_loss, "adv_weight_mean": adv_weight.mean()}
 
-        q, target, critic_loss = self.critic_step(obs, action, reward, not_done, next_obs, c)
-        metrics = {
-            "train/value_loss": value_loss.detach(),
-            "train/actor_loss": actor_loss.detach(),
-            "train/critic_loss": critic_loss.detach(),
-            "train/q_mean": q.detach().mean(),
-            "train/v_mean": v.detach().mean(),
-            "train/adv_weight_mean": adv_weight.mean(),
-        }
-        return UpdateResult(metrics, td_priorities(q, target) if self.priority_feedback else None)
+    def _critic_terms(self, with_priorities: bool, batch) -> dict[str, torch.Tensor]:
+        obs, action, reward, not_done, next_obs, c = self._inputs(batch)
+        q, target, loss = self.critic_terms(obs, action, reward, not_done, next_obs, c)
+        out = {"loss": loss, "q_mean": q.detach().mean()}
+        if with_priorities:
+            out["priorities"] = td_priorities(q, target)
+        return out
+
+    def value_terms(self, obs: torch.Tensor, action: torch.Tensor, c: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The expectile value loss (eq. 5); returns ``(min_k Q̄_k(s, a), V(s), L_V)``."""
+        with torch.no_grad():
+            target_q = self.critic_target(obs, action).min(0).values
+        v = self.value(obs).squeeze(-1)
+        return target_q, v, weighted_mean(expectile_loss(target_q - v, self.expectile), c)
 
     def value_step(self, obs: torch.Tensor, action: torch.Tensor, c: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of the expectile value loss (eq. 5); returns ``(min_k Q̄_k(s, a), V(s) before, L_V)``."""
-        with torch.no_grad():
-            target_q = self.critic_target(obs, action).min(0).values
-        v = self.value(obs).squeeze(-1)
-        value_loss = weighted_mean(expectile_loss(target_q - v, self.expectile), c)
+        target_q, v, value_loss = self.value_terms(obs, action, c)
         step(self.value_opt, value_loss)
         return target_q, v, value_loss
+
+    def critic_terms(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, not_done: torch.Tensor,
+                     next_obs: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The TD loss towards ``r + γ (1 - d) V(s')`` (eq. 6); returns ``(Q, y, L_Q)``."""
+        with torch.no_grad():
+            target = reward + self.gamma * not_done * self.value(next_obs).squeeze(-1)
+        q = self.critic(obs, action)
+        return q, target, weighted_mean((q - target).pow(2).sum(0), c)
 
     def critic_step(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, not_done: torch.Tensor,
                     next_obs: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One TD step towards ``r + γ (1 - d) V(s')`` (eq. 6) and the Polyak update; returns ``(Q, y, L_Q)``."""
-        with torch.no_grad():
-            target = reward + self.gamma * not_done * self.value(next_obs).squeeze(-1)
-        q = self.critic(obs, action)
-        critic_loss = weighted_mean((q - target).pow(2).sum(0), c)
+        q, target, critic_loss = self.critic_terms(obs, action, reward, not_done, next_obs, c)
         step(self.critic_opt, critic_loss)
         polyak_update(self.critic, self.critic_target, self.tau)
         return q, target, critic_loss

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
@@ -39,12 +40,15 @@ from rlkit.algorithm import UpdateResult, td_priorities
 from rlkit.algorithms.offline.common import OfflineActorCritic, bc_weights, policy_batch, weighted_mean
 from rlkit.cuda_graph import GraphedUpdate, require_cuda
 from rlkit.errors import ConfigError
-from rlkit.nets import MLP, QEnsemble, polyak_update
-from rlkit.optim import adam, step
+from rlkit.nets import MLP, QEnsemble
+from rlkit.optim import adam
+from rlkit.population import DIRECT, UpdateOps
 
 
 class TD3BC(OfflineActorCritic):
     """TD3+BC; ``critic_for_diagnostics()`` takes normalised observations and actions in [-1, 1]."""
+
+    population = True
 
     def __init__(self, observation_space, action_space, device="cpu", *, alpha: float = 2.5,
                  actor_lr: float = 3e-4, critic_lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005,
@@ -81,6 +85,7 @@ class TD3BC(OfflineActorCritic):
         #: the two loss functions, optionally through ``torch.compile`` (forward and backward graphs; the
         #: fused optimizer steps and the Python-side policy delay stay eager)
         self._losses = {"critic": self.critic_loss, "actor": self.actor_loss}
+        self._compiled = bool(compile)
         if compile:
             self._losses = {k: torch.compile(fn) for k, fn in self._losses.items()}
         #: ``cuda_graph=True``: the whole step (both phases of the policy delay) recorded as CUDA graphs
@@ -91,13 +96,16 @@ class TD3BC(OfflineActorCritic):
 
     def critic_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                     next_obs: torch.Tensor, terminated: torch.Tensor,
-                    weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                    weights: torch.Tensor | None, noise: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``Σ_k mean_i c_i (Q_k(s_i, a_i) - y_i)²`` with the smoothed TD3 target ``y``; returns
-        ``(loss, Q, y)``.  Inputs are the batch's raw observations and env-scale actions."""
+        ``(loss, Q, y)``.  Inputs are the batch's raw observations and env-scale actions; ``noise`` is the
+        target-policy noise (:meth:`target_noise`, drawn here when None)."""
         obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         action = self.from_env_action(action)
         with torch.no_grad():
-            noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+            if noise is None:
+                noise = self.target_noise(action)
             next_action = (torch.tanh(self.actor_target(next_obs)) + noise).clamp(-1.0, 1.0)
             next_q = self.critic_target(next_obs, next_action).min(0).values
             target = self.transform_reward(reward) + self.gamma * (1.0 - terminated) * next_q
@@ -116,29 +124,51 @@ class TD3BC(OfflineActorCritic):
         bc_loss = weighted_mean(bc if bc_weight is None else bc * bc_weight, weights)
         return -lmbda * weighted_mean(q_pi, weights) + self.bc_coef * bc_loss, bc_loss.detach(), lmbda
 
+    def target_noise(self, action: torch.Tensor) -> torch.Tensor:
+        """TD3's target-policy smoothing noise ``clip(ε, -c, c)``, ``ε ~ N(0, σ²)``, shaped like ``action``."""
+        return (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+
+    def population_refusal(self) -> str | None:
+        if self._graphed is not None or self._compiled:
+            return "TD3BC with algo.compile or algo.cuda_graph; drop them to train a population"
+        return None
+
     def update(self, batch) -> UpdateResult:
-        self.num_updates += 1
-        actor_step = self.num_updates % self.policy_delay == 0
         if self._graphed is not None:
-            return self._graphed(batch, actor_step, self.priority_feedback)
-        return self._step(batch, actor_step, self.priority_feedback)
+            self.num_updates += 1
+            return self._graphed(batch, self.num_updates % self.policy_delay == 0, self.priority_feedback)
+        return self.update_with(DIRECT, batch)
 
-    def _step(self, batch, actor_step: bool, with_priorities: bool) -> UpdateResult:
+    def update_with(self, ops: UpdateOps, batch) -> UpdateResult:
+        self.num_updates += 1
+        return self._step(batch, self.num_updates % self.policy_delay == 0, self.priority_feedback, ops)
+
+    def _step(self, batch, actor_step: bool, with_priorities: bool, ops: UpdateOps = DIRECT) -> UpdateResult:
         """One update's tensor work (critic; with ``actor_step`` also actor and targets); no host state."""
-        critic_loss, q, target = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
-                                                        batch.terminated, self.eval_weights(batch))
-        step(self.critic_opt, critic_loss)
-        metrics = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q.mean()}
-
+        noise = ops.draw(self.target_noise, batch.action)
+        critic = ops.map(partial(self._critic_terms, with_priorities), batch, noise)
+        ops.step(self.critic_opt, critic["loss"])
+        metrics = {"train/critic_loss": critic["loss"].detach(), "train/q_mean": critic["q_mean"]}
         if actor_step:
-            pb = policy_batch(batch)
-            actor_loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights, bc_weights(pb))
-            step(self.actor_opt, actor_loss, self._actor_params)
-            polyak_update(self.critic, self.critic_target, self.tau)
-            polyak_update(self.actor, self.actor_target, self.tau)
-            metrics.update({"train/actor_loss": actor_loss.detach(), "train/bc_loss": bc_loss,
-                            "train/lambda": lmbda})
-        return UpdateResult(metrics, td_priorities(q, target) if with_priorities else None)
+            actor = ops.map(self._actor_terms, policy_batch(batch))
+            ops.step(self.actor_opt, actor["loss"], self._actor_params)
+            ops.polyak(self.critic, self.critic_target, self.tau)
+            ops.polyak(self.actor, self.actor_target, self.tau)
+            metrics.update({"train/actor_loss": actor["loss"].detach(), "train/bc_loss": actor["bc_loss"],
+                            "train/lambda": actor["lambda"]})
+        return UpdateResult(metrics, critic.get("priorities"))
+
+    def _critic_terms(self, with_priorities: bool, batch, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, q, target = self._losses["critic"](batch.obs, batch.action, batch.reward, batch.next_obs,
+                                                 batch.terminated, self.eval_weights(batch), noise)
+        out = {"loss": loss, "q_mean": q.mean()}
+        if with_priorities:
+            out["priorities"] = td_priorities(q, target)
+        return out
+
+    def _actor_terms(self, pb) -> dict[str, torch.Tensor]:
+        loss, bc_loss, lmbda = self._losses["actor"](pb.obs, pb.action, pb.weights, bc_weights(pb))
+        return {"loss": loss, "bc_loss": bc_loss, "lambda": lmbda}
 
     def critic_for_diagnostics(self):
         """``Q1(obs, act)`` and ``π(obs)`` on normalised observations and actions in [-1, 1]."""

@@ -30,8 +30,9 @@ class TanhGaussian:
         self.std = log_std.exp()
         self.tanh_eps = tanh_eps
 
-    def rsample_with_log_prob(self) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self.mean + self.std * torch.randn_like(self.mean)
+    def rsample_with_log_prob(self, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a = tanh(μ + σ ε)`` and ``log π(a)``; ``ε ~ N(0, I)`` is drawn here unless given as ``noise``."""
+        u = self.mean + self.std * (torch.randn_like(self.mean) if noise is None else noise)
         return torch.tanh(u), self._log_prob_pre_tanh(u)
 
     def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:

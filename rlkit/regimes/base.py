@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,9 @@ class Regime:
     """Base of the training regimes; subclasses implement ``setup``, ``train_step`` and state hooks."""
 
     name = "base"
+    #: whether a population can train in this regime: it then implements ``next_batch()`` and
+    #: ``apply_update(batch, result) -> metrics`` (``train_step`` = both around ``algo.update``)
+    population = False
     #: how many training-step units one call to ``train_step`` advances
     step_increment = 1
 
@@ -177,6 +181,8 @@ class Regime:
         self.algo = None
         #: ``step // eval.video_interval`` at the last recorded evaluation
         self._video_mark = 0
+        #: set by a population driver: copies the member's current tensors into ``self.algo`` (sync_algo)
+        self.algo_sync: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- subclass hooks
     def setup(self) -> None:
@@ -223,6 +229,7 @@ class Regime:
     def evaluate(self, episodes: int) -> EvalResult:
         """One evaluation; its first episode is recorded when it is the first evaluation at or after the next
         multiple of ``eval.video_interval`` (:meth:`publish_video`)."""
+        self.sync_algo()
         score = self.cfg.env.get("score") or {}
         seed = episode_seed_base(self.cfg.seed)
         interval = int(self.cfg.eval.get("video_interval") or 0)
@@ -280,6 +287,7 @@ class Regime:
         }
 
     def save(self) -> Path:
+        self.sync_algo()
         ckpt_dir = self.run_dir / "checkpoints"
         return save_checkpoint(checkpoint_path(ckpt_dir, self.step), self.checkpoint_payload(),
                                keep=self.cfg.checkpoint.keep)
@@ -338,8 +346,42 @@ class Regime:
             torch.set_flush_denormal(False)
 
     def _run(self) -> dict[str, Any]:
+        self.start(configure_runtime(self.cfg.get("num_threads"), bool(self.cfg.get("flush_denormal", True))))
+        total = self.total_steps()
+        interrupted = preempted = False
+        with stop_signals() as preemption:
+            try:
+                while self.step < total:
+                    prev = self.step
+                    self.averager.add(self.train_step())
+                    self.step += self.step_increment
+                    self.after_step(prev)
+                    if preemption.caught:
+                        raise Preempted
+                self.finish()
+            except KeyboardInterrupt:
+                interrupted = True
+                self.stop()
+            except Preempted:
+                interrupted = preempted = True
+                self.stop(preemption.name)
+            finally:
+                self.close_run()
+        summary = self.write_summary(finished=not interrupted)
+        self.logger.finish(summary)
+        if preempted:
+            preemption.forward()  # submitit's handler requeues the job and exits
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    # ---------------------------------------------------------------- the loop's pieces (a population drives
+    # several regimes through them: rlkit.regimes.population)
+    def start(self, runtime: dict[str, Any]) -> None:
+        """Seed, build (``setup``), restore the newest checkpoint when resuming, open the logger and the progress
+        bar; ``runtime`` is the thread count and subnormal mode chosen for the process."""
         cfg = self.cfg
-        self.runtime = configure_runtime(cfg.get("num_threads"), bool(cfg.get("flush_denormal", True)))
+        self.runtime = runtime
         seed_everything(int(cfg.seed), deterministic=cfg.get("deterministic", True))
         self.setup()
         self.monitor = self.build_monitor()
@@ -362,72 +404,72 @@ class Regime:
                                 resume_step=self.step if resume_payload else None,
                                 elapsed=resume_payload["elapsed"] if resume_payload else 0.0,
                                 wandb=wandb_settings(cfg))
-        total = self.total_steps()
+        self.progress = Progress(self.total_steps(), initial=self.step, enabled=cfg.logging.progress,
+                                 desc=f"{self.name}")
+        self.started, self.start_step = time.time(), self.step
+        if self.step == 0 and cfg.eval.at_start and int(cfg.eval.interval) > 0:
+            self._log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
+
+    def after_step(self, prev: int) -> None:
+        """Everything due after the training step that went from ``prev`` to ``self.step``: diagnostics, logging,
+        evaluation, checkpoint, progress."""
+        cfg, total = self.cfg, self.total_steps()
         log_every, eval_every = int(cfg.train.log_interval), int(cfg.eval.interval)
         ckpt_every = int(cfg.checkpoint.interval)
-        progress = Progress(total, initial=self.step, enabled=cfg.logging.progress, desc=f"{self.name}")
-        interrupted = preempted = False
-        started = time.time()
-        start_step = self.step
-        with stop_signals() as preemption:
-            try:
-                if self.step == 0 and cfg.eval.at_start and eval_every > 0:
-                    self._log(0, self._record_eval(self.evaluate(cfg.eval.episodes)))
-                while self.step < total:
-                    prev = self.step
-                    self.averager.add(self.train_step())
-                    self.step += self.step_increment
-                    phase_end = self.step < total and self.phase_ends(prev)
-                    if self.monitor is not None:
-                        diag = self.monitor.maybe_run(prev, self.step)
-                        if diag:
-                            self._log(self.step, diag)
-                    if _crossed(prev, self.step, log_every) or phase_end:
-                        speed = (self.step - start_step) / max(time.time() - started, 1e-9)
-                        values = self._log(self.step, {**self.averager.pop(), **self.interval_metrics(),
-                                                       "time/steps_per_s": speed})
-                        self.on_log(values)
-                    if phase_end:  # the phase's score, with as many episodes as a final evaluation
-                        result = self.evaluate(int(cfg.eval.final_episodes or cfg.eval.episodes))
-                        self._log(self.step, self._record_eval(result))
-                        self.end_phase(result)
-                    elif eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
-                        metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
-                        self._log(self.step, metrics)
-                    if (phase_end or ckpt_every > 0 and _crossed(prev, self.step, ckpt_every)) and self.step < total:
-                        self.save()
-                    postfix = {}
-                    if self.last_eval is not None:
-                        postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
-                                           else self.last_eval.return_mean)
-                    progress.update(self.step, **postfix)
-                    if preemption.caught:
-                        raise Preempted
-                final_episodes = int(cfg.eval.final_episodes or cfg.eval.episodes)
-                final = self.evaluate(final_episodes)
-                self._log(self.step, self._record_eval(final))
-                self.save()
-            except KeyboardInterrupt:
-                interrupted = True
-                self.save()
-                print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
-                      f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
-            except Preempted:
-                interrupted = preempted = True
-                self.save()
-                print(f"\nrlkit: preempted ({preemption.name}) at step {self.step}; checkpoint saved. A requeued "
-                      "job with resume=auto (or resume=true) continues it", file=sys.stderr)
-            finally:
-                progress.close()
-                self.logger.close()
-                self.close()
-        summary = self.write_summary(finished=not interrupted)
-        self.logger.finish(summary)
-        if preempted:
-            preemption.forward()  # submitit's handler requeues the job and exits
-        if interrupted:
-            raise KeyboardInterrupt
-        return summary
+        phase_end = self.step < total and self.phase_ends(prev)
+        if self.monitor is not None and self.monitor.due(prev, self.step):
+            self.sync_algo()
+            diag = self.monitor.maybe_run(prev, self.step)
+            if diag:
+                self._log(self.step, diag)
+        if _crossed(prev, self.step, log_every) or phase_end:
+            speed = (self.step - self.start_step) / max(time.time() - self.started, 1e-9)
+            values = self._log(self.step, {**self.averager.pop(), **self.interval_metrics(),
+                                           "time/steps_per_s": speed})
+            self.on_log(values)
+        if phase_end:  # the phase's score, with as many episodes as a final evaluation
+            result = self.evaluate(int(cfg.eval.final_episodes or cfg.eval.episodes))
+            self._log(self.step, self._record_eval(result))
+            self.end_phase(result)
+        elif eval_every > 0 and _crossed(prev, self.step, eval_every) and self.step < total:
+            metrics = self._record_eval(self.evaluate(cfg.eval.episodes))
+            self._log(self.step, metrics)
+        if (phase_end or ckpt_every > 0 and _crossed(prev, self.step, ckpt_every)) and self.step < total:
+            self.save()
+        postfix = {}
+        if self.last_eval is not None:
+            postfix["eval"] = (self.last_eval.normalized_mean if self.last_eval.normalized is not None
+                               else self.last_eval.return_mean)
+        self.progress.update(self.step, **postfix)
+
+    def finish(self) -> None:
+        """The final evaluation (``eval.final_episodes``) and checkpoint."""
+        final_episodes = int(self.cfg.eval.final_episodes or self.cfg.eval.episodes)
+        self._log(self.step, self._record_eval(self.evaluate(final_episodes)))
+        self.save()
+
+    def stop(self, preempted_by: str | None = None) -> None:
+        """Checkpoint a run stopped by the user (Ctrl-C) or preempted (by signal ``preempted_by``)."""
+        self.save()
+        if preempted_by is None:
+            print(f"\nrlkit: interrupted at step {self.step}; checkpoint saved. Continue with "
+                  f"`rlkit train ... run_dir={self.run_dir} resume=true`", file=sys.stderr)
+        else:
+            print(f"\nrlkit: preempted ({preempted_by}) at step {self.step}; checkpoint saved. A requeued "
+                  "job with resume=auto (or resume=true) continues it", file=sys.stderr)
+
+    def close_run(self) -> None:
+        """Close the progress bar, the logger and the envs (the summary is written after)."""
+        self.progress.close()
+        self.logger.close()
+        self.close()
+
+    def sync_algo(self) -> None:
+        """Bring ``self.algo``'s own tensors up to date before they are read outside ``update`` (evaluation,
+        checkpoints, diagnostics).  A single run's always are; a population member's are copied from the
+        population's stacked tensors (:class:`rlkit.population.Population`), which sets :attr:`algo_sync`."""
+        if self.algo_sync is not None:
+            self.algo_sync()
 
     def _log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         phase = self.phase()

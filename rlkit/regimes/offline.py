@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rlkit.algorithm import UpdateResult
 from rlkit.errors import DatasetError
 from rlkit.regimes.base import Regime, build_algorithm
 from rlkit.regimes.sampling import (
@@ -22,6 +23,8 @@ from rlkit.regimes.sampling import (
 
 class OfflineRegime(Regime):
     name = "offline"
+    #: a population of members can train in this regime (next_batch / apply_update)
+    population = True
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -41,10 +44,20 @@ class OfflineRegime(Regime):
         self.decoupled = "policy" in self.buffer.extra_samplers
 
     def train_step(self) -> dict[str, Any]:
+        batch = self.next_batch()
+        return self.apply_update(batch, self.algo.update(batch))
+
+    # a population (rlkit.regimes.population) draws every member's batch, updates the members as one and hands
+    # each member its result
+    def next_batch(self):
+        """The batch of the next update (with the decoupled policy batch when the sampler makes one)."""
         batch = self.buffer.sample(self.batch_size)
         if self.decoupled:  # decoupled resampling: the policy terms get their own prioritized batch
             batch.policy_batch = self.buffer.sample(self.batch_size, sampler="policy")
-        result = self.algo.update(batch)
+        return batch
+
+    def apply_update(self, batch, result: UpdateResult) -> dict[str, Any]:
+        """Feed the update's priorities back to the sampler; returns its metrics."""
         if self.prioritized:
             self.buffer.update_priorities(batch.indices, result.priorities)
         return result.metrics
