@@ -17,7 +17,9 @@ faster with the flag on this project's 2-core machine.  Values that small carry 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -49,3 +51,16 @@ def configure_runtime(num_threads: int | None = None, flush_denormal: bool = Tru
     torch.set_num_threads(threads)
     supported = torch.set_flush_denormal(bool(flush_denormal))  # False where the CPU lacks the mode (no-op)
     return {"num_threads": threads, "flush_denormal": bool(flush_denormal and supported)}
+
+
+@contextlib.contextmanager
+def restored_process_runtime() -> Iterator[None]:
+    """Restore the process's torch thread count and turn subnormal flushing off after the block: a run sets both
+    for itself (:func:`configure_runtime`), and code that runs after it in the same process (tests, notebooks)
+    must not inherit them."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)

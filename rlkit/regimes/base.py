@@ -30,7 +30,7 @@ from rlkit.evaluation.evaluate import EvalResult, describe_protocol, episode_see
 from rlkit.evaluation.video import EpisodeRecorder, write_episode_videos
 from rlkit.logger import MetricAverager, Progress, RunLogger, wandb_settings
 from rlkit.regimes.interrupts import Preempted, stop_signals
-from rlkit.runtime import configure_runtime
+from rlkit.runtime import configure_runtime, restored_process_runtime
 from rlkit.utils import atomic_write_text, derive_seed, resolve_device, rng_state, seed_everything, set_rng_state
 
 META_KEYS = ("name", "description", "per_family", "per_regime", "paper", "protocol_per_family", "choices")
@@ -338,12 +338,8 @@ class Regime:
     def run(self) -> dict[str, Any]:
         """Train to ``train.steps`` (or to an interrupt); the process's thread count and subnormal-float mode
         are the run's while it lasts and are restored afterwards (runs started in-process, e.g. tests)."""
-        threads = torch.get_num_threads()
-        try:
+        with restored_process_runtime():
             return self._run()
-        finally:
-            torch.set_num_threads(threads)
-            torch.set_flush_denormal(False)
 
     def _run(self) -> dict[str, Any]:
         self.start(configure_runtime(self.cfg.get("num_threads"), bool(self.cfg.get("flush_denormal", True))))

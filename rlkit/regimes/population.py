@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlkit.config import to_yaml
@@ -31,7 +30,7 @@ from rlkit.population import Population
 from rlkit.regimes import regime_class
 from rlkit.regimes.base import Regime, algorithm_class, algorithm_regime
 from rlkit.regimes.interrupts import Preempted, stop_signals
-from rlkit.runtime import configure_runtime
+from rlkit.runtime import configure_runtime, restored_process_runtime
 from rlkit.utils import atomic_write_text, rng_state, set_rng_state
 
 
@@ -128,12 +127,8 @@ class PopulationRun:
 
     def run(self) -> dict[str, Any]:
         """Train every member to ``train.steps`` (or to an interrupt); returns the members' summaries."""
-        threads = torch.get_num_threads()
-        try:
+        with restored_process_runtime():
             return self._run()
-        finally:
-            torch.set_num_threads(threads)
-            torch.set_flush_denormal(False)
 
     def _start(self) -> None:
         cfg = self.cfg
