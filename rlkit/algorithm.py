@@ -158,6 +158,11 @@ class Algorithm:
             return f"{type(self).__name__} does not write its update as update_with(ops, batch)"
         return None
 
+    def population_member(self) -> Algorithm:
+        """The algorithm whose tensors a population stacks and whose ``update_with`` it runs: itself, or the
+        wrapped base of a preset that only delegates (``algo=oper``)."""
+        return self
+
     # ------------------------------------------------------------------ replay
     def replay_spec(self, seed: int) -> ReplaySpec:
         """The online replay layout (standard transitions, 1-step); ``seed`` seeds extra samplers."""

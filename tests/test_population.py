@@ -47,6 +47,21 @@ def test_population_of_one_is_the_ordinary_run_bit_for_bit(compose_cfg, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_oper_preset_trains_its_base_as_a_population(compose_cfg, tmp_path, hopper_random_file):
+    """``algo=oper`` (the README's main job) stacks its base: a population of one is its ordinary run, bit for bit."""
+    common = ["algo=oper", "env=hopper-random", f"env.dataset.path={hopper_random_file}", "env.dataset.source=file",
+              "train.steps=60", "train.log_interval=20", "eval.interval=30", "eval.episodes=1", "eval.num_envs=1",
+              "checkpoint.interval=30", "+algo.base_params.hidden=[32,32]", "train.batch_size=32", "num_threads=1"]
+    trainer.run(compose_cfg(*common, f"run_dir={tmp_path / 'single'}"))
+    trainer.run(compose_cfg(*common, "train.population=1", f"run_dir={tmp_path / 'pop'}"))
+    member = tmp_path / "pop" / "seed_0"
+    assert metric_records(tmp_path / "single") == metric_records(member)
+    a, b = tensors(final_algo_state(tmp_path / "single")), tensors(final_algo_state(member))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="algo.base=bc"):
+        trainer.run(compose_cfg(*common[:-4], "algo.base=bc", "train.population=2", f"run_dir={tmp_path / 'bc'}"))
+
+
 @pytest.mark.parametrize("algo,extra", [("td3bc", []), ("iql", []), ("awac", []), ("cql", ["algo.lagrange=true"]),
                                         ("td3bc", ["sampler=oper_r"]), ("iql", ["sampler=per"])])
 def test_each_member_stays_close_to_its_single_run(compose_cfg, tmp_path, hopper_random_file, algo, extra):

@@ -28,6 +28,8 @@ class OPER(Algorithm):
     """A base offline algorithm run on OPER priorities; every contract call goes to the base."""
 
     regimes = ("offline",)
+    #: a population stacks the base (:meth:`population_member`); bases that cannot are refused by name
+    population = True
 
     def __init__(self, observation_space, action_space, device="cpu", *, base: str = "td3bc",
                  base_params: dict[str, Any] | None = None, env_family: str | None = None,
@@ -65,6 +67,15 @@ class OPER(Algorithm):
 
     def update(self, batch):
         return self.base.update(batch)
+
+    def population_member(self) -> Algorithm:
+        return self.base
+
+    def population_refusal(self) -> str | None:
+        if not type(self.base).population:
+            return f"algo=oper with algo.base={self.base_name} ({type(self.base).__name__} does not write its update " \
+                   "as update_with(ops, batch)); use td3bc, iql, cql or awac"
+        return self.base.population_refusal()
 
     def on_dataset(self, dataset) -> None:
         self.base.on_dataset(dataset)

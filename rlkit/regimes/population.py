@@ -144,7 +144,8 @@ class PopulationRun:
         if len(steps) > 1:
             raise CheckpointError(f"the members of the population in '{self.run_dir}' resumed at different steps "
                                   f"{sorted(steps)}; resume the members singly (run_dir=.../seed_<k> resume=true)")
-        self.population = Population([m.algo for m in self.members], [r["torch"] for r in self.rng])
+        self.population = Population([m.algo.population_member() for m in self.members],
+                                     [r["torch"] for r in self.rng])
         for member in self.members:
             member.algo_sync = self.population.sync
 
