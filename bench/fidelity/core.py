@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -278,11 +277,11 @@ def stub_module(name: str) -> types.ModuleType:
 
 @contextlib.contextmanager
 def reference_imports(path: Path, stubs: Sequence[str] = (), isolate: Sequence[str] = ()) -> Iterator[None]:
-    """Import from the reference clone at ``path``: it is first on ``sys.path``; each name in ``stubs`` that is
-    not installed is a :func:`stub_module`; each top-level name in ``isolate`` (modules the reference shares by
-    name with others, e.g. ``utils``, ``learner``) is dropped from ``sys.modules`` before and restored after,
-    so two references (or rlkit) never see each other's module of the same name.  Modules imported inside
-    keep working after the block (they hold their own references)."""
+    """Import from the reference clone at ``path``: it is first on ``sys.path``; each name in ``stubs`` that does
+    not import (not installed, or installed but broken) is a :func:`stub_module`; each top-level name in
+    ``isolate`` (modules the reference shares by name with others, e.g. ``utils``, ``learner``) is dropped from
+    ``sys.modules`` before and restored after, so two references (or rlkit) never see each other's module of the
+    same name.  Modules imported inside keep working after the block (they hold their own references)."""
     path = str(Path(path).resolve())
     saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in isolate}
     for name in saved:
@@ -291,9 +290,10 @@ def reference_imports(path: Path, stubs: Sequence[str] = (), isolate: Sequence[s
     for name in stubs:
         if name in sys.modules:
             continue
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
+        try:  # installed *and* importable (a torchvision built for another torch is installed but fails)
+            importlib.import_module(name)
+            found = True
+        except Exception:  # noqa: BLE001 -- any import failure means: stand in for it
             found = False
         if not found:
             sys.modules[name] = stub_module(name)

@@ -143,7 +143,7 @@ class IQLAdapter(Adapter):
         self.tap.watch("actor", a.actor_opt, dict(a.actor.named_parameters()))
         self.tap.watch("critic", a.critic_opt, dict(a.critic.named_parameters()))
         self.recorded: dict[str, Any] = {}
-        for name in ("value_step", "critic_step"):
+        for name in ("value_terms", "critic_terms"):  # (Q̄, V before the step, L_V) and (Q, y, L_Q)
             method = getattr(a, name)
 
             def recording(*args: Any, _method: Any = method, _name: str = name) -> Any:
@@ -225,8 +225,8 @@ class IQLAdapter(Adapter):
             info = self.ref.update(batch)
         ours_g = self.tap.take()
         a, r = self.algo, self.ref
-        _, v_before, value_loss = self.recorded["value_step"]
-        q, target, critic_loss = self.recorded["critic_step"]
+        _, v_before, value_loss = self.recorded["value_terms"]
+        q, target, critic_loss = self.recorded["critic_terms"]
         next_v = r.value.apply_fn.apply({"params": r.value.params}, batch.next_observations)
         adv_weight = np.minimum(np.exp(_np(info["adv"]) * a.temperature), 100.0)
         out: dict[str, tuple[Any, Any]] = {
