@@ -277,7 +277,7 @@ class CQLAdapter(Adapter):
 
     # ------------------------------------------------------------------ compare
     def _rlkit_update(self, batch: Any) -> Any:
-        """rlkit's update with its ``randn_like``/``uniform_`` draws taken from the queue."""
+        """rlkit's update with its ``randn_like``/``randn``/``uniform_`` draws taken from the queue."""
         import rlkit.algorithms.offline.cql as rl_cql
         import rlkit.nets.distributions as rl_dist
 
@@ -285,9 +285,13 @@ class CQLAdapter(Adapter):
 
         def empty(*shape: Any, **kwargs: Any) -> torch.Tensor:
             return uniforms.take(tuple(shape)).as_subclass(_PresetUniform)
+        def randn(*shape: Any, **kwargs: Any) -> torch.Tensor:  # CQL.critic_noise's torch.randn(n, b, a, device=)
+            if len(shape) == 1 and isinstance(shape[0], tuple | list | torch.Size):
+                shape = tuple(shape[0])
+            return normals.take(tuple(shape))
         saved = rl_dist.torch, rl_cql.torch
         rl_dist.torch = _TorchProxy(randn_like=lambda x: normals.take(tuple(x.shape)))
-        rl_cql.torch = _TorchProxy(empty=empty)
+        rl_cql.torch = _TorchProxy(empty=empty, randn=randn)
         try:
             return self.algo.update(batch)
         finally:
