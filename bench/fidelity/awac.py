@@ -133,22 +133,22 @@ class AWACAdapter(Adapter):
 
     # ------------------------------------------------------------------------------ parameter views
     @staticmethod
-    def actor_tensors(algo, grad: bool = False) -> dict[str, Any]:
+    def _policy_tensors(layers: list[Any], log_std_logits: Any, grad: bool) -> dict[str, Any]:
+        """A Gaussian policy's linear layers and log-std logits under one set of names (both sides)."""
         out = {}
-        for j, layer in enumerate(linears(algo.actor.trunk)):
+        for j, layer in enumerate(layers):
             out[f"l{j}.weight"] = _value(layer.weight, grad)
             out[f"l{j}.bias"] = _value(layer.bias, grad)
-        out["log_std_logits"] = _value(algo.actor.log_std_logits, grad)
+        out["log_std_logits"] = _value(log_std_logits, grad)
         return out
 
-    @staticmethod
-    def ref_actor_tensors(trainer, grad: bool = False) -> dict[str, Any]:
-        out = {}
-        for j, layer in enumerate([*trainer.policy.fcs, trainer.policy.last_fc]):
-            out[f"l{j}.weight"] = _value(layer.weight, grad)
-            out[f"l{j}.bias"] = _value(layer.bias, grad)
-        out["log_std_logits"] = _value(trainer.policy.log_std_logits, grad)
-        return out
+    @classmethod
+    def actor_tensors(cls, algo, grad: bool = False) -> dict[str, Any]:
+        return cls._policy_tensors(linears(algo.actor.trunk), algo.actor.log_std_logits, grad)
+
+    @classmethod
+    def ref_actor_tensors(cls, trainer, grad: bool = False) -> dict[str, Any]:
+        return cls._policy_tensors([*trainer.policy.fcs, trainer.policy.last_fc], trainer.policy.log_std_logits, grad)
 
     @staticmethod
     def critic_tensors(net, grad: bool = False) -> dict[str, Any]:

@@ -70,26 +70,30 @@ def train_ranknet(net: RankNet, optimizer: torch.optim.Optimizer, obs: torch.Ten
 
 
 @torch.no_grad()
+def pair_scores(net: RankNet, obs: torch.Tensor, data_action: torch.Tensor, policy_action: torch.Tensor,
+                chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(f_r(s, π(s)), f_r(s, a))`` per row (dropout off), in chunks."""
+    was_training = net.training
+    net.eval()
+    policy, data = [], []
+    for i in range(0, obs.shape[0], chunk):
+        policy.append(net(obs[i:i + chunk], policy_action[i:i + chunk]))
+        data.append(net(obs[i:i + chunk], data_action[i:i + chunk]))
+    net.train(was_training)
+    if not policy:
+        return obs.new_zeros(0), obs.new_zeros(0)
+    return torch.cat(policy), torch.cat(data)
+
+
 def prefers_policy(net: RankNet, obs: torch.Tensor, data_action: torch.Tensor, policy_action: torch.Tensor,
                    chunk: int = 65536) -> torch.Tensor:
-    """``f_r(s, π(s)) > f_r(s, a)`` per row (dropout off), in chunks."""
-    was_training = net.training
-    net.eval()
-    out = torch.cat([net(obs[i:i + chunk], policy_action[i:i + chunk]) > net(obs[i:i + chunk],
-                                                                              data_action[i:i + chunk])
-                     for i in range(0, obs.shape[0], chunk)]) if obs.shape[0] else obs.new_zeros(0, dtype=torch.bool)
-    net.train(was_training)
-    return out
+    """``f_r(s, π(s)) > f_r(s, a)`` per row (dropout off)."""
+    policy, data = pair_scores(net, obs, data_action, policy_action, chunk)
+    return policy > data
 
 
-@torch.no_grad()
 def preference_probability(net: RankNet, obs: torch.Tensor, data_action: torch.Tensor, policy_action: torch.Tensor,
                            chunk: int = 65536) -> torch.Tensor:
-    """``P(π(s) ≻ a) = σ(f_r(s, π(s)) - f_r(s, a))`` per row (dropout off), in chunks: the RankNet's confidence."""
-    was_training = net.training
-    net.eval()
-    out = [torch.sigmoid(net(obs[i:i + chunk], policy_action[i:i + chunk]) - net(obs[i:i + chunk],
-                                                                                 data_action[i:i + chunk]))
-           for i in range(0, obs.shape[0], chunk)]
-    net.train(was_training)
-    return torch.cat(out) if out else obs.new_zeros(0)
+    """``P(π(s) ≻ a) = σ(f_r(s, π(s)) - f_r(s, a))`` per row (dropout off): the RankNet's confidence."""
+    policy, data = pair_scores(net, obs, data_action, policy_action, chunk)
+    return torch.sigmoid(policy - data)
