@@ -24,6 +24,17 @@ population / separate; ``--device cuda`` measures on a GPU (the separate process
 machine's load average is printed at start and end: on a shared machine only ratios from the same run compare.
 
     python bench/population.py [--sizes 1 2 5 10] [--algos td3bc iql] [--rounds 3] [--seconds 5]
+
+``--profile`` instead measures, in this process with one thread, what bounds the ratio.  A population pays
+each operation's fixed cost (Python, dispatch, autograd bookkeeping, optimizer per-tensor work) once per step
+instead of S times, but every FLOP and byte still once per member: stacking S small GEMMs into one batched GEMM
+does not make them faster per FLOP on a CPU whose single 256x256 GEMM already runs near its peak (printed:
+GFLOP/s of one 256x256x256 product and of 2S batched), and elementwise work grows with S.  The fixed cost is
+measured as the same update at batch 4 and 4x4 networks (no real work left), so a population's member step
+costs at least ``lone - fixed`` and ``ratio <= lone / (lone - fixed)``.  Also printed: the share of the lone
+update's time in matrix multiplies (``torch.profiler`` self time of ``mm``/``addmm``/``bmm``/``baddbmm``).
+
+    python bench/population.py --profile [--sizes 5] [--algos td3bc iql]
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ HIDDEN = (256, 256)
 OBS_DIM, ACT_DIM, BATCH, POOL = 11, 3, 256, 8
 
 
-def build(algo: str, seed: int, device: str):
+def build(algo: str, seed: int, device: str, hidden: tuple[int, ...] = HIDDEN):
     import gymnasium as gym
     import numpy as np
     import torch
@@ -52,10 +63,10 @@ def build(algo: str, seed: int, device: str):
     act = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
     torch.manual_seed(seed)
     cls = {"td3bc": TD3BC, "iql": IQL}[algo]
-    return cls(obs, act, device=device, hidden=HIDDEN), torch.get_rng_state()
+    return cls(obs, act, device=device, hidden=hidden), torch.get_rng_state()
 
 
-def batches(seed: int, device: str):
+def batches(seed: int, device: str, batch: int = BATCH):
     import torch
 
     from rlkit.replay.batch import Batch
@@ -63,11 +74,11 @@ def batches(seed: int, device: str):
     g = torch.Generator().manual_seed(1000 + seed)
     out = []
     for _ in range(POOL):
-        out.append(Batch(obs=torch.randn(BATCH, OBS_DIM, generator=g),
-                         action=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-                         reward=torch.randn(BATCH, generator=g), next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
-                         terminated=(torch.rand(BATCH, generator=g) < 0.01).float(),
-                         weights=torch.ones(BATCH)).to(device))
+        out.append(Batch(obs=torch.randn(batch, OBS_DIM, generator=g),
+                         action=torch.rand(batch, ACT_DIM, generator=g) * 2 - 1,
+                         reward=torch.randn(batch, generator=g), next_obs=torch.randn(batch, OBS_DIM, generator=g),
+                         terminated=(torch.rand(batch, generator=g) < 0.01).float(),
+                         weights=torch.ones(batch)).to(device))
     return out
 
 
@@ -88,32 +99,98 @@ def timed(step, start_at: float, seconds: float, device: str) -> tuple[int, floa
     return n, time.process_time() - cpu
 
 
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def seconds_per_call(step, calls: int = 60) -> float:
+    for _ in range(10):
+        step()
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return (time.perf_counter() - start) / calls
+
+
+def gemm_share(step, calls: int = 30) -> float:
+    """The share of ``step``'s self CPU time spent in matrix multiplies (torch.profiler)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(calls):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / max(total, 1e-9)
+
+
+def gemm_rate(batch: int, repeats: int = 50) -> float:
+    """GFLOP/s of ``batch`` 256x256x256 products in one ``bmm`` (one thread)."""
+    import torch
+
+    a, b = torch.randn(batch, 256, 256), torch.randn(batch, 256, 256)
+    for _ in range(5):
+        torch.bmm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.bmm(a, b)
+    return 2 * batch * 256 ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def profile_bound(args) -> None:
+    """``--profile``: the fixed per-step cost that bounds a population's gain (module docstring)."""
+    import torch
+
+    torch.set_num_threads(1)
+    print("one thread, ms per member step; bound = lone / (lone - fixed)")
+    print("| algo | S | lone update | fixed cost (batch 4, 4x4 nets) | bound | lone GEMM share | population | "
+          "measured ratio | GEMM GFLOP/s: 1 / 2S batched |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for algo in args.algos:
+        lone_step = single_step(algo, 0, "cpu")[0]
+        lone = seconds_per_call(lone_step)
+        fixed = seconds_per_call(single_step(algo, 0, "cpu", hidden=(4, 4), batch=4)[0])
+        share = gemm_share(lone_step)
+        for size in args.sizes:
+            member = seconds_per_call(population_step(algo, size, 0, "cpu")[0], calls=max(12, 60 // size)) / size
+            print(f"| {algo} | {size} | {lone * 1e3:.2f} | {fixed * 1e3:.2f} | {lone / (lone - fixed):.2f}x | "
+                  f"{share:.2f} | {member * 1e3:.2f} | {lone / member:.2f}x | "
+                  f"{gemm_rate(1):.0f} / {gemm_rate(2 * size):.0f} |", flush=True)
+
+
+def single_step(algo: str, seed: int, device: str, hidden: tuple[int, ...] = HIDDEN, batch: int = BATCH):
+    """One algorithm's update on its own batch pool: ``(step, member steps per call)``."""
+    single, _ = build(algo, seed, device, hidden)
+    pool, i = batches(seed, device, batch), [0]
+
+    def step():
+        single.update(pool[i[0] % POOL])
+        i[0] += 1
+    return step, 1
+
+
+def population_step(algo: str, size: int, seed: int, device: str):
+    """One update of a population of ``size`` members, each on its own batch pool: ``(step, size)``."""
+    from rlkit.population import Population
+
+    members, rngs = zip(*(build(algo, seed + k, device) for k in range(size)), strict=True)
+    pop = Population(list(members), list(rngs))
+    pools, i = [batches(seed + k, device) for k in range(size)], [0]
+
+    def step():
+        pop.update([p[i[0] % POOL] for p in pools])
+        i[0] += 1
+    return step, size
+
+
 def worker(args) -> None:
     """One measurement in this process: ``--mode single`` (one algorithm) or ``population``."""
     import torch
 
     torch.set_num_threads(args.threads)
     if args.mode == "single":
-        algo, _ = build(args.algo, args.seed, args.device)
-        pool = batches(args.seed, args.device)
-        i = [0]
-
-        def step():
-            algo.update(pool[i[0] % POOL])
-            i[0] += 1
-        scale = 1
+        step, scale = single_step(args.algo, args.seed, args.device)
     else:
-        from rlkit.population import Population
-
-        members, rngs = zip(*(build(args.algo, args.seed + k, args.device) for k in range(args.size)), strict=True)
-        pop = Population(list(members), list(rngs))
-        pools = [batches(args.seed + k, args.device) for k in range(args.size)]
-        i = [0]
-
-        def step():
-            pop.update([p[i[0] % POOL] for p in pools])
-            i[0] += 1
-        scale = args.size
+        step, scale = population_step(args.algo, args.size, args.seed, args.device)
     for _ in range(5):
         step()
     print("ready", flush=True)
@@ -166,6 +243,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads of the population process")
     p.add_argument("--device", default="cpu")
     p.add_argument("--modes", nargs="+", default=["separate", "population", "population-1t"])
+    p.add_argument("--profile", action="store_true", help="the GEMM shares that bound the gain (docstring)")
     # worker arguments
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -175,6 +253,9 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.profile:
+        profile_bound(args)
         return
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores; device {args.device}; "
           f"population threads {args.threads}; window {args.seconds}s; {args.rounds} rounds", flush=True)

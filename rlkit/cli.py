@@ -134,10 +134,10 @@ def _print_summary(summary: dict) -> None:
         _print_summary(member)
     if "members" in summary:
         return
-    score = summary.get("final_normalized_score")
+    score, final = summary.get("final_normalized_score"), summary.get("final_return")
     text = (f"rlkit: {summary['algo']} on {summary['env']} seed {summary['seed']}: "
             f"{summary['steps']} steps in {summary['wall_time_s']:.0f}s, final return "
-            f"{summary['final_return']:.2f}")
+            + ("- (stopped before its first evaluation)" if final is None else f"{final:.2f}"))
     if score is not None:
         text += f", normalized score {score:.2f}"
     phases = summary.get("phases")

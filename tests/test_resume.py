@@ -156,3 +156,23 @@ def test_a_run_in_a_worker_thread_trains(compose_cfg, tmp_path):
     worker.start()
     worker.join()
     assert result["summary"]["finished"] and result["summary"]["steps"] == 200
+
+
+def test_report_leaves_out_runs_stopped_before_their_first_evaluation(compose_cfg, tmp_path, random_hopper_file):
+    """`rlkit report` on a sweep where one run was stopped before its first evaluation: that run has no score
+    (``final_return: null``), is named and left out of the table; with no scored run at all, one line says so."""
+    from rlkit.errors import ConfigError
+    from rlkit.evaluation.report import build_report
+
+    overrides = offline_overrides(random_hopper_file)
+    trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'sweep' / 'done'}"))
+    with at_step(OfflineRegime, 60, interrupt), pytest.raises(KeyboardInterrupt):
+        trainer.run(compose_cfg(*overrides, f"run_dir={tmp_path / 'sweep' / 'cut'}"))
+    cut = json.loads((tmp_path / "sweep" / "cut" / "summary.json").read_text())
+    assert cut["final_return"] is None and cut["steps"] == 60
+    text = build_report([str(tmp_path / "sweep")], reps=20)
+    assert "1 runs. Left out, stopped before their first evaluation:" in text
+    assert str(tmp_path / "sweep" / "cut") in text
+    assert "| bc | hopper-random | 1 |" in text
+    with pytest.raises(ConfigError, match="none of the 1 runs .* reached an evaluation"):
+        build_report([str(tmp_path / "sweep" / "cut")], reps=20)

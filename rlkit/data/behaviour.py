@@ -124,11 +124,14 @@ def main() -> None:
     parser.add_argument("task", choices=("hopper", "halfcheetah", "walker2d", "ant"))
     parser.add_argument("--medium-fraction", type=float, default=1 / 3)
     parser.add_argument("--critic", action="store_true", help="export only <task>-expert-critic.pt (OAP's oracle)")
+    parser.add_argument("--out-dir", type=Path, default=POLICY_DIR,
+                        help="where the files go (default: the shipped policies' folder, replacing its files)")
     ns = parser.parse_args()
     if ns.critic:
-        print(json.dumps(export_critic(ns.run_dir, ns.task), indent=2, default=float))
+        print(json.dumps(export_critic(ns.run_dir, ns.task, ns.out_dir), indent=2, default=float))
         return
-    print(json.dumps(export(ns.run_dir, ns.task, medium_fraction=ns.medium_fraction), indent=2, default=float))
+    print(json.dumps(export(ns.run_dir, ns.task, ns.out_dir, medium_fraction=ns.medium_fraction), indent=2,
+                     default=float))
 
 
 if __name__ == "__main__":

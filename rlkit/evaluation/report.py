@@ -229,15 +229,27 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or not np.isfinite(x) else f"{x:.2f}"
 
 
+def evaluated(summaries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The summaries with a final evaluation, and the run directories of those without one (a run stopped
+    before its first evaluation writes ``final_return: null``): they have no score to average."""
+    scored = [s for s in summaries if s.get("final_return") is not None]
+    return scored, [s["run_dir"] for s in summaries if s.get("final_return") is None]
+
+
 def build_report(paths: list[str], out_dir: str | None = None, reps: int = 2000) -> str:
     runs = find_runs(paths)
-    summaries = load_summaries(runs)
+    summaries, unscored = evaluated(load_summaries(runs))
+    if not summaries:
+        raise ConfigError(f"none of the {len(unscored)} runs under {', '.join(paths)} reached an evaluation "
+                          "(stopped before the first); resume them or lower eval.interval")
     out = Path(out_dir or paths[0])
     if out.is_file():
         out = out.parent
     task_rows = per_task_rows(summaries, reps)
     agg_rows = aggregate_rows(summaries, reps)
-    lines = ["# rlkit report", "", f"{len(summaries)} runs.", "", "## Per task (final evaluation)", "",
+    count = f"{len(summaries)} runs." + (f" Left out, stopped before their first evaluation: {', '.join(unscored)}."
+                                         if unscored else "")
+    lines = ["# rlkit report", "", count, "", "## Per task (final evaluation)", "",
              "| algo | env | seeds | score mean ± std | 95% CI | best (mean) | steps | data | protocol |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in task_rows:
