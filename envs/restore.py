@@ -13,6 +13,24 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+#: locomotion tasks whose observation is ``qpos[1:] ++ qvel``: their state can be rebuilt from an observation up
+#: to the x position, which neither their dynamics nor their rewards (x *velocity*) depend on; value: ``(nq, the
+#: clip of the observed velocities or None)`` (hopper and walker2d clip them to ±10: such rows are not exact)
+OBSERVATION_STATES: dict[str, tuple[int, float | None]] = {"hopper": (6, 10.0), "walker2d": (9, 10.0),
+                                                           "halfcheetah": (9, None)}
+
+
+def state_from_observation(task: str, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(qpos, qvel, exact)`` of a batch of ``task`` observations: ``qpos = (0, obs[:nq-1])``, ``qvel =
+    obs[nq-1:]``; ``exact`` is False on rows whose observed velocities sit at the clip (their true ``qvel``
+    is not in the observation)."""
+    nq, clip = OBSERVATION_STATES[task]
+    obs = np.asarray(observations, np.float64)
+    qpos = np.concatenate([np.zeros((len(obs), 1)), obs[:, :nq - 1]], axis=1)
+    qvel = obs[:, nq - 1:]
+    exact = np.ones(len(obs), bool) if clip is None else (np.abs(qvel) < clip * (1 - 1e-6)).all(axis=1)
+    return qpos, qvel, exact
+
 
 def sim_data(env: gym.Env):
     """The MuJoCo ``MjData`` behind a gymnasium env, or None for other simulators."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rlkit.cli import main
+from rlkit.data.collect import POLICY_DIR
 from rlkit.data.hdf5 import read_raw, write_d4rl
 
 ROWS = "300"
@@ -55,7 +56,8 @@ def test_collected_file_matches_its_env(capsys, collected, task, gym_id, model):
     assert code == 0, out
     assert f"{gym_id}, model file {model}" in out
     assert out.rstrip().splitlines()[-1].startswith("MATCH")
-    for line in out.splitlines()[4:-1]:  # every quantity: all rows within tolerance
+    lines = out.splitlines()
+    for line in lines[lines.index(next(x for x in lines if x.startswith("quantity"))) + 1:-1]:  # all within tol
         assert line.split()[-1] == "100.0%" or line.split()[1] == "0", line
 
 
@@ -106,6 +108,7 @@ def test_env_comes_from_the_d4rl_file_name(capsys, collected, tmp_path):
     ("other-task", "not a file of this env"),
     ("missing", "neither an existing file"),
     ("rows", "--rows must be an integer"),
+    ("ant-from-observation", "rebuilds states only for"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, collected, tmp_path, case, fragment):
     path = collected["hopper"]
@@ -125,6 +128,8 @@ def test_bad_input_is_one_line_exit_2(capsys, collected, tmp_path, case, fragmen
         args = [tmp_path / "absent.hdf5"]
     elif case == "rows":
         args = [path, "--rows", "many"]
+    elif case == "ant-from-observation":
+        args = [collected["ant"], "--from-observation"]
     code, out, err = _run(capsys, *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
@@ -137,3 +142,38 @@ def test_d4rl_named_copy_is_found_by_id(capsys, collected, tmp_path, monkeypatch
     shutil.copy(collected["hopper"], tmp_path / "d4rl" / "hopper_medium-v2.hdf5")
     code, out, _ = _run(capsys, "hopper-medium-v2", "--rows", "50")
     assert code == 0 and "hopper_medium-v2.hdf5" in out
+
+
+def _without_infos(src, dst, change=None):
+    raw = read_raw(src)
+    arrays = {k: raw[k] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    if change:
+        change(arrays)
+    return write_d4rl(dst, **arrays, provenance={"source": "collected", "id": "hopper-random-v2"})
+
+
+def test_from_observation_checks_files_without_infos(capsys, tmp_path):
+    """``--from-observation``: states rebuilt from hopper's observations (x = 0). A collected file stripped of
+    ``infos/`` matches; the same rows with the healthy reward of the falling step removed (what Hopper-v5
+    records) fail on the terminal rows only."""
+    from rlkit.data.collect import collect_to_file
+
+    src = collect_to_file("hopper-random-v2", steps=800, seed=0, out=tmp_path / "src.hdf5", num_envs=2)
+    plain = _without_infos(src, tmp_path / "plain.hdf5")
+    code, out, _ = _run(capsys, plain, "--rows", ROWS, "--from-observation")
+    assert code == 0 and "rebuilt from the observations" in out, out
+
+    def v5_terminal_reward(arrays):
+        arrays["rewards"] = arrays["rewards"] - arrays["terminals"].astype(np.float32)
+
+    code, out, _ = _run(capsys, _without_infos(src, tmp_path / "v5.hdf5", v5_terminal_reward), "--rows", ROWS,
+                        "--from-observation")
+    terminals = next(line for line in out.splitlines() if line.startswith("reward at terminals"))
+    assert code == 1 and int(terminals.split()[3]) > 10 and terminals.split()[-1] == "0.0%", out
+
+
+@pytest.mark.parametrize("path", sorted(POLICY_DIR.glob("*-medium-replay.hdf5")), ids=lambda p: p.stem)
+def test_shipped_replay_buffers_step_like_their_env(capsys, path):
+    """The shipped SAC replay buffers (no ``infos/``) were recorded on the dynamics of the env they name."""
+    code, out, _ = _run(capsys, path, "--rows", ROWS, "--from-observation")
+    assert code == 0, out

@@ -17,6 +17,13 @@ compared with the file:
   to a quarter of the sample), where v2-v4 and v5 differ by the healthy reward of the falling step;
 * ``terminal``: the env's ``terminated`` vs ``terminals[i]``.
 
+``from_observation=True`` (``--from-observation``) checks files without ``infos/`` (rlkit's shipped SAC replay
+buffers, other writers) for the tasks whose observation is ``qpos[1:] ++ qvel`` (hopper, walker2d, halfcheetah):
+each sampled row's state is rebuilt from its observation with x = 0
+(:func:`rlkit.envs.restore.state_from_observation`; neither the dynamics nor the rewards of these tasks read x),
+and rows whose observed velocities sit at hopper's/walker2d's ±10 clip are left out (their state is not in the
+observation; the table says how many).
+
 A row is within tolerance when every value satisfies ``|env - file| <= TOL * (1 + |file|)`` (:data:`TOL`: far
 above float32 storage rounding, far below what a different model does in one step). The file matches its env
 when every quantity is within tolerance on at least :data:`MATCH_FRACTION` of its rows.
@@ -60,6 +67,9 @@ class CheckResult:
     rows_total: int
     seed: int
     quantities: list[Quantity] = field(default_factory=list)
+    #: how the sampled rows' states were set: ``infos`` or ``observation`` (with ``clipped_rows`` left out)
+    states: str = "infos"
+    clipped_rows: int = 0
 
     @property
     def matches(self) -> bool:
@@ -107,32 +117,50 @@ def _sample(terminals: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 
 def _errors(env_values: np.ndarray, file_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(file_values):  # e.g. no terminal row in the sample (halfcheetah never terminates)
+        return np.zeros(0), np.zeros(0, bool)
     diff = np.abs(env_values - file_values).reshape(len(file_values), -1)
     within = diff <= TOL * (1 + np.abs(file_values).reshape(len(file_values), -1))
     return diff.max(axis=1), within.all(axis=1)
 
 
-def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, seed: int = 0) -> CheckResult:
+def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, seed: int = 0,
+          from_observation: bool = False) -> CheckResult:
     """Replay ``rows`` sampled rows of a dataset in its env (see the module docstring)."""
     from rlkit import envs
     from rlkit.data.hdf5 import read_raw
-    from rlkit.envs.restore import restore_state, sim_data, step_unlimited
+    from rlkit.envs.mujoco import task_of
+    from rlkit.envs.restore import OBSERVATION_STATES, restore_state, sim_data, state_from_observation, step_unlimited
 
     if rows < 1:
         raise DatasetError(f"--rows must be at least 1, got {rows}")
     path, dataset_id = _resolve(path_or_id)
     raw = read_raw(path, _KEYS, dataset_id)
-    missing = [k for k in ("observations", "actions", "rewards", "terminals", "infos/qpos", "infos/qvel")
-               if k not in raw]
+    needed = ("observations", "actions", "rewards", "terminals") + (() if from_observation else ("infos/qpos",
+                                                                                              "infos/qvel"))
+    missing = [k for k in needed if k not in raw]
     if missing:
+        hint = ("" if from_observation or missing[0] in ("observations", "actions", "rewards", "terminals") else
+                "; for hopper, walker2d and halfcheetah --from-observation rebuilds them from the observations")
         raise DatasetError(f"{path.name} has no '{missing[0]}': `rlkit data check` replays rows from the stored "
-                           "simulator states infos/qpos and infos/qvel (D4RL's MuJoCo files, rlkit's collection)")
+                           f"simulator states infos/qpos and infos/qvel (D4RL's MuJoCo files, rlkit's collection)"
+                           f"{hint}")
     name = _env_name(path, dataset_id, env)
+    if from_observation and task_of(name) not in OBSERVATION_STATES:
+        raise EnvError(f"'{name}': --from-observation rebuilds states only for "
+                       f"{', '.join(OBSERVATION_STATES)} (observation = qpos[1:] ++ qvel); use a file with infos/")
     sim_env = envs.make(name)
     if sim_data(sim_env) is None:
         raise EnvError(f"'{name}' is not a MuJoCo env; `rlkit data check` replays MuJoCo simulator states")
     model = sim_env.unwrapped.model
-    obs, qpos, qvel = raw["observations"], raw["infos/qpos"], raw["infos/qvel"]
+    obs = raw["observations"]
+    if from_observation:
+        if obs.shape[1:] != sim_env.observation_space.shape:
+            raise DatasetError(f"{path.name} stores observations {obs.shape[1:]}; '{name}' has "
+                               f"{sim_env.observation_space.shape}: not a file of this env (pass --env NAME)")
+        qpos, qvel, exact = state_from_observation(task_of(name), obs)
+    else:
+        qpos, qvel, exact = raw["infos/qpos"], raw["infos/qvel"], np.ones(len(obs), bool)
     if qpos.shape[1:] != (model.nq,) or qvel.shape[1:] != (model.nv,) or \
             obs.shape[1:] != sim_env.observation_space.shape:
         raise DatasetError(f"{path.name} stores observations {obs.shape[1:]}, qpos {qpos.shape[1:]}, qvel "
@@ -140,6 +168,8 @@ def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, see
                            f"({model.nv},): not a file of this env (pass --env NAME)")
     n = len(raw["rewards"])
     sample = _sample(raw["terminals"].astype(bool), rows, seed)
+    clipped = int((~exact[sample]).sum())
+    sample = sample[exact[sample]]
     ends = raw["terminals"].astype(bool) | (raw["timeouts"].astype(bool) if "timeouts" in raw else False)
     ends = np.asarray(ends).copy()
     ends[-1] = True  # the last row has no successor in the file
@@ -147,7 +177,9 @@ def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, see
     starts = np.concatenate([[True], ends[:-1]])  # rows that begin an episode (reset: no previous step)
     actions = raw["actions"]
     for i in sample:
-        previous = None if starts[i] else (qpos[i - 1], qvel[i - 1], actions[i - 1].astype(np.float64))
+        # rebuilt states carry no previous step to replay (and x = 0): hopper/walker2d/halfcheetah need none
+        previous = None if starts[i] or from_observation else (qpos[i - 1], qvel[i - 1],
+                                                                actions[i - 1].astype(np.float64))
         restored.append(restore_state(sim_env, qpos[i], qvel[i], previous))
         o, r, d = step_unlimited(sim_env, actions[i].astype(np.float64))
         stepped.append(o)
@@ -165,7 +197,8 @@ def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, see
     compared += [("reward", rewards, file_rewards),
                  ("reward at terminals", rewards[file_terminals], file_rewards[file_terminals]),
                  ("terminal", terminated, file_terminals.astype(np.float64))]
-    result = CheckResult(str(path), name, sim_env.spec.id, Path(sim_env.unwrapped.fullpath).name, n, seed)
+    result = CheckResult(str(path), name, sim_env.spec.id, Path(sim_env.unwrapped.fullpath).name, n, seed,
+                         states="observation" if from_observation else "infos", clipped_rows=clipped)
     for label, env_values, file_values in compared:
         errors, within = _errors(np.asarray(env_values, np.float64), np.asarray(file_values, np.float64))
         result.quantities.append(Quantity(label, errors, within))
@@ -179,6 +212,9 @@ def format_check(result: CheckResult) -> str:
              f"env:   {result.env} (gymnasium {result.gym_id}, model file {result.model_file})",
              f"rows:  {sampled} of {result.rows_total} sampled (seed {result.seed}); tolerance "
              f"|env - file| <= {TOL:g} (1 + |file|) per value",
+             "states: " + ("infos/qpos, infos/qvel" if result.states == "infos" else
+                           f"rebuilt from the observations, x = 0 ({result.clipped_rows} sampled rows with "
+                           "velocities at the observation clip left out)"),
              f"{'quantity':20s} {'rows':>6s} {'max error':>11s} {'median error':>13s} {'within tol':>11s}"]
     for q in result.quantities:
         if not len(q.errors):

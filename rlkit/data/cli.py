@@ -13,7 +13,7 @@ usage:
   rlkit data download ID                  fetch a D4RL file into $RLKIT_DATA (resumable)
   rlkit data collect env=NAME [steps=N] [seed=S] [policy=RUN_DIR_OR_PT] [out=PATH]
                                           roll out a behaviour policy and write the D4RL layout
-  rlkit data check PATH_OR_ID [--env NAME] [--rows N]
+  rlkit data check PATH_OR_ID [--env NAME] [--rows N] [--from-observation]
                                           restore sampled rows from infos/qpos,qvel in the dataset's env
                                           (or NAME), apply each row's action and compare the next
                                           observation, reward and terminal with the file (default 2000
@@ -79,14 +79,16 @@ def cmd_data(args: list[str]) -> int:
     if sub == "check":
         from rlkit.data.check import DEFAULT_ROWS, check, format_check
 
-        options, positional = _flags(rest, ("--env", "--rows"))
+        from_observation = "--from-observation" in rest
+        options, positional = _flags([a for a in rest if a != "--from-observation"], ("--env", "--rows"))
         if len(positional) != 1:
-            raise ConfigError("`rlkit data check` takes one PATH_OR_ID (and --env NAME, --rows N)")
+            raise ConfigError("`rlkit data check` takes one PATH_OR_ID (and --env NAME, --rows N, "
+                              "--from-observation)")
         try:
             rows = int(options.get("--rows", DEFAULT_ROWS))
         except ValueError as exc:
             raise ConfigError(f"--rows must be an integer ({exc})") from exc
-        result = check(positional[0], options.get("--env"), rows)
+        result = check(positional[0], options.get("--env"), rows, from_observation=from_observation)
         print(format_check(result))
         return 0 if result.matches else 1
     raise ConfigError(f"unknown data command '{sub}'; choose one of: info, download, collect, check")

@@ -43,16 +43,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlkit.envs.restore import rollout_returns
+from rlkit.envs.mujoco import task_of
+from rlkit.envs.restore import OBSERVATION_STATES, rollout_returns, state_from_observation
 from rlkit.errors import ConfigError
 
 ORACLES = ("expert", "expert_action", "env_return", "file")
 #: MuJoCo locomotion tasks whose whole state is ``(qpos, qvel)``, as D4RL's ``infos/`` store it (AntMaze is not:
 #: its goal is not part of the simulator state)
 RESTORABLE_INFOS = ("hopper", "walker2d", "halfcheetah", "ant")
-#: of those, the tasks whose observation is ``qpos[1:] ++ qvel``: restorable from the observation up to the x
-#: position, which neither their dynamics nor their rewards (x *velocity*) depend on; value: ``nq``
-RESTORABLE = {"hopper": 6, "walker2d": 9, "halfcheetah": 9}
+#: of those, the tasks whose observation is ``qpos[1:] ++ qvel`` (restorable from the observation up to x)
+RESTORABLE = tuple(OBSERVATION_STATES)
 
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -285,7 +285,6 @@ class EnvReturnOracle(PreferenceOracle):
     def __init__(self, env_id: str, horizon: int = 100, num_envs: int = 64, restore: str = "infos",
                  margin: float = 0.0) -> None:
         super().__init__(0.0, margin)
-        from rlkit.envs.mujoco import task_of
         from rlkit.envs.restore import sim_data
 
         if restore not in RESTORE_MODES:
@@ -337,8 +336,8 @@ class EnvReturnOracle(PreferenceOracle):
         """``(qpos, qvel)`` of the queried rows: stored (``infos``) or rebuilt from the observation."""
         if self.restore == "infos":
             return self._sim["qpos"][rows], self._sim["qvel"][rows]
-        qpos = np.concatenate([np.zeros((len(states), 1)), states[:, :self.nq - 1]], axis=1)
-        return qpos, states[:, self.nq - 1:]
+        qpos, qvel, _ = state_from_observation(task_of(self.env_id), states)
+        return qpos, qvel
 
     def returns(self, qpos: np.ndarray, qvel: np.ndarray, first_actions: np.ndarray, policy: PolicyFn,
                 device: torch.device) -> np.ndarray:
