@@ -37,7 +37,7 @@ common overrides:
   eval.interval=INT        steps between evaluations (0: final only)
   eval.episodes=INT        episodes per evaluation
   eval.video_interval=INT  record the first evaluation episode every INT steps (RUN_DIR/videos, TensorBoard)
-  logger.wandb=true        also log to Weights & Biases (pip install -e ".[wandb]"; offline without network)
+  logging.wandb=true       also log to Weights & Biases (pip install -e ".[wandb]"; offline without network)
   run_dir=PATH             where the run is written (default runs/<env>/<algo>/seed<seed>-<time>)
   resume=true              continue the newest checkpoint in run_dir, bit for bit on CPU
   resume=auto              continue it if run_dir holds one, else start (requeued cluster jobs)

@@ -139,8 +139,9 @@ class RunLogger:
 
 
 def wandb_settings(cfg) -> dict[str, Any] | None:
-    """The :class:`~rlkit.wandb_sink.WandbSink` keywords of a run config (``logger.*``), None with W&B off."""
-    node = cfg.get("logger")
+    """The :class:`~rlkit.wandb_sink.WandbSink` keywords of a run config (``logging.wandb*``), None with W&B
+    off."""
+    node = cfg.get("logging")
     if node is None or not node.get("wandb"):
         return None
     from omegaconf import OmegaConf

@@ -1,4 +1,4 @@
-"""Weights & Biases logging of a run (``logger.wandb=true``; ``pip install -e ".[wandb]"``).
+"""Weights & Biases logging of a run (``logging.wandb=true``; ``pip install -e ".[wandb]"``).
 
 What goes to W&B: every record of ``metrics.jsonl`` (same step, same keys), the resolved config, the
 evaluation videos, and ``summary.json`` (as the run summary and as a file) when the run ends. The W&B files
@@ -26,7 +26,7 @@ def _import_wandb():
     try:
         import wandb
     except ImportError as exc:
-        raise ConfigError('logger.wandb=true needs the wandb package: pip install -e ".[wandb]"') from exc
+        raise ConfigError('logging.wandb=true needs the wandb package: pip install -e ".[wandb]"') from exc
     return wandb
 
 

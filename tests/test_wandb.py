@@ -1,4 +1,4 @@
-"""W&B logging (logger.wandb=true) in offline mode: every metrics.jsonl record, the config, the videos and the
+"""W&B logging (logging.wandb=true) in offline mode: every metrics.jsonl record, the config, the videos and the
 summary are in the run's W&B files, read back here; a resumed run keeps its W&B run id."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ TINY = ["algo=storm", "algo.encoder_channels=[16,32]", "algo.latent_vars=8", "al
         "algo.wm_seq_len=8", "algo.imagine_context=2", "algo.imagine_horizon=2", "algo.wm_batch_size=4",
         "algo.imagine_batch_size=4", "device=cpu", "env=tiny-catch", "train.buffer_capacity=500",
         "train.warmup_steps=30", "train.log_interval=10", "eval.interval=10", "eval.episodes=2",
-        "eval.num_envs=1", "checkpoint.interval=0", "logger.wandb=true", "logger.wandb_project=rlkit-test",
-        "logger.wandb_group=g1", "logger.wandb_tags=[tiny,ci]"]
+        "eval.num_envs=1", "checkpoint.interval=0", "logging.wandb=true", "logging.wandb_project=rlkit-test",
+        "logging.wandb_group=g1", "logging.wandb_tags=[tiny,ci]"]
 
 
 def wandb_records(path: Path):
@@ -113,5 +113,6 @@ def test_missing_package_names_the_extra(tmp_path, monkeypatch):
     from rlkit.wandb_sink import WandbSink
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # what `import wandb` meets where it is not installed
-    with pytest.raises(ConfigError, match=r'^logger.wandb=true needs the wandb package: pip install -e "\.\[wandb\]"$'):
+    needs = r'^logging.wandb=true needs the wandb package: pip install -e "\.\[wandb\]"$'
+    with pytest.raises(ConfigError, match=needs):
         WandbSink(tmp_path, project="p")
