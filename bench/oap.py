@@ -11,6 +11,9 @@ named ``oap_iql...`` runs on IQL and is paired with ``iql``, the others run on T
 * ``oap_coinflip``   -- the default with a label file of random preferences for every row (``algo.oracle=file``):
                         an oracle that is always confident and right half of the time;
 * ``oap_expert_action`` -- the positive control: prefer the action closer to the shipped expert's action;
+* ``oap_expert_action_frozen`` -- the same oracle with the paper's redirected BC target (``algo.target=frozen``:
+                        a policy-preferred row's BC target becomes the labelling round's policy action, which
+                        this oracle found closer to the expert's) instead of the relaxed default;
 * ``oap_paper``      -- the paper's readings: frozen targets, OAP-Interval every ``--period`` updates, no gates;
 * ``oap_noranknet``  -- queried rows only (``algo.ranknet=false``);
 * ``oap_ft``         -- OAP-FT: one round of ``--limit`` queries ``--period`` updates before the end
@@ -52,6 +55,7 @@ VARIANTS = {
     "oap": ["algo=oap"],
     "oap_coinflip": ["algo=oap", "algo.oracle=file"],
     "oap_expert_action": ["algo=oap", "algo.oracle=expert_action"],
+    "oap_expert_action_frozen": ["algo=oap", "algo.oracle=expert_action", "algo.target=frozen"],
     "oap_paper": ["algo=oap", *PAPER],
     "oap_iql": ["algo=oap_iql"],
     "oap_iql_coinflip": ["algo=oap_iql", "algo.oracle=file"],
