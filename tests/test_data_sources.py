@@ -409,3 +409,30 @@ def test_path_with_source_d4rl_records_the_official_address(tmp_path):
     ds = sources.load("hopper-expert-v2", source="d4rl", path=path)
     assert ds.provenance["source"] == "d4rl" and ds.provenance["url"].endswith("hopper_expert-v2.hdf5")
     assert ds.provenance["path"] == str(path.resolve())
+
+
+def test_fallback_cache_is_keyed_by_what_it_is_made_from(tmp_path, monkeypatch):
+    """A cached local collection is reused only while the env and the shipped files it was made from are the
+    same: a replaced behaviour policy (or another env version) gets a new cache file, the old one is not read."""
+    import shutil
+
+    from rlkit.data import collect
+
+    policies = tmp_path / "policies"
+    shutil.copytree(collect.POLICY_DIR, policies)
+    monkeypatch.setattr(collect, "POLICY_DIR", policies)
+    monkeypatch.setenv("RLKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(collect, "DEFAULT_STEPS", 300)
+    first = collect.collect_for_fallback("hopper-medium-v2")
+    assert collect.collect_for_fallback("hopper-medium-v2").provenance["path"] == first.provenance["path"]  # reused
+    key = collect.recipe_key("hopper", "medium")
+    assert first.provenance["path"].endswith(f"hopper-medium-300-seed0-{key}.hdf5")
+    assert key != collect.recipe_key("hopper", "expert") and key != collect.recipe_key("walker2d", "medium")
+    assert collect.recipe_key("hopper", "medium-expert") not in (key, collect.recipe_key("hopper", "expert"))
+    with open(policies / "hopper-medium.pt", "ab") as fh:  # a retrained policy: other bytes
+        fh.write(b"\0")
+    assert collect.recipe_key("hopper", "medium") != key
+    assert collect.recipe_key("hopper", "medium-expert") != collect.recipe_key("hopper", "expert")
+    with open(policies / "hopper-medium.pt", "rb+") as fh:  # restore the file: collecting works again
+        fh.truncate((policies / "hopper-medium.pt").stat().st_size - 1)
+    assert collect.recipe_key("hopper", "medium") == key

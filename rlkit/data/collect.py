@@ -236,10 +236,29 @@ def collect_to_file(dataset_id: str, steps: int = DEFAULT_STEPS, seed: int = 0, 
     return out
 
 
+def recipe_key(task: str, level: str) -> str:
+    """8 hex digits naming what a default collection of ``task-level`` is made from: the env it steps (gymnasium
+    id) and the bytes of the shipped files it reads (behaviour policies, the replay buffer).  Part of the
+    fallback cache's file name, so a cache made on another env version or with since-replaced policies is not
+    reused (it stays on disk, unread)."""
+    import hashlib
+
+    from rlkit import envs as env_registry
+
+    sources = {"medium-replay": [f"{task}-medium-replay.hdf5"], "medium-expert": [f"{task}-medium.pt",
+               f"{task}-expert.pt"], "random": []}.get(level, [f"{task}-{level}.pt"])
+    digest = hashlib.sha256(env_registry.make(task).spec.id.encode())
+    for name in sources:
+        path = POLICY_DIR / name
+        digest.update(path.read_bytes() if path.exists() else name.encode())
+    return digest.hexdigest()[:8]
+
+
 def collect_for_fallback(dataset_id: str) -> Dataset:
-    """The ``collect`` hook of ``rlkit.data.load``: reuse or create the cached local collection."""
+    """The ``collect`` hook of ``rlkit.data.load``: reuse or create the cached local collection (keyed by
+    :func:`recipe_key`)."""
     task, level = parse_dataset_id(dataset_id)
-    cached = collected_dir() / f"{task}-{level}-{DEFAULT_STEPS}-seed0.hdf5"
+    cached = collected_dir() / f"{task}-{level}-{DEFAULT_STEPS}-seed0-{recipe_key(task, level)}.hdf5"
     if not cached.exists():
         collect_to_file(dataset_id, DEFAULT_STEPS, 0, None, cached)
     return load(dataset_id, source="file", path=str(cached))
