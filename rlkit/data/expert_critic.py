@@ -23,7 +23,9 @@ restores the simulator to the state (MuJoCo ``qpos``/``qvel``), takes the action
 ``horizon`` steps (discounted return).  Reported per pair kind: agreement on all pairs and on the half with the
 larger true gap.
 
-``python -m rlkit.data.expert_critic hopper`` writes ``rlkit/data/policies/hopper-expert-critic.pt``.
+``python -m rlkit.data.expert_critic hopper`` writes ``rlkit/data/policies/hopper-expert-critic.pt``;
+``--check-only`` runs the check on the critic already there (e.g. one exported with its SAC run by
+``python -m rlkit.data.behaviour RUN <task> --critic``, the paper's oracle) and stores it in the file.
 """
 
 from __future__ import annotations
@@ -215,6 +217,20 @@ def export(task: str, data_steps: int = 200_000, fqe_steps: int = 100_000, seed:
     return info
 
 
+def check_shipped(task: str, out_dir: Path = POLICY_DIR, seed: int = 0) -> dict[str, Any]:
+    """Run :func:`agreement` on the ``<task>-expert-critic.pt`` in ``out_dir`` (fitted here or exported with its
+    SAC run by ``python -m rlkit.data.behaviour RUN <task> --critic``) against the shipped expert and medium
+    policies, store the result in the file as ``check`` and return it."""
+    path = out_dir / f"{task}-expert-critic.pt"
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    expert, medium, _ = _policies(task)
+    payload["check"] = agreement(task, expert, medium, payload["critic"], seed=seed)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return payload["check"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fit OAP's expert critic to a shipped SAC expert (FQE).")
     parser.add_argument("task", choices=("hopper", "halfcheetah", "walker2d"))
@@ -222,8 +238,13 @@ def main() -> None:
     parser.add_argument("--fqe-steps", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=POLICY_DIR)
+    parser.add_argument("--check-only", action="store_true",
+                        help="only check the critic already in --out-dir against the simulator (no fitting)")
     ns = parser.parse_args()
     torch.set_num_threads(1)
+    if ns.check_only:
+        print(json.dumps(check_shipped(ns.task, ns.out_dir, ns.seed), indent=2, default=float))
+        return
     info = export(ns.task, ns.data_steps, ns.fqe_steps, ns.seed, ns.out_dir)
     print(json.dumps(info, indent=2, default=float))
 
