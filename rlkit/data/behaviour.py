@@ -11,14 +11,15 @@ Recipe (D4RL's, on rlkit's own SAC):
      the way from D4RL's random to its expert reference (D4RL's "medium" is about a third of expert),
    * ``<task>-medium-replay.hdf5``: that run's replay buffer up to the medium checkpoint, in the D4RL
      layout (D4RL's "medium-replay"),
-   * ``<task>-expert.pt``: the actor of the checkpoint with the best evaluation return.
+   * ``<task>-expert.pt``: the actor of the checkpoint with the best evaluation return (``--expert-step N``:
+     another evaluated checkpoint, e.g. the best after re-measuring candidates over more episodes).
 
 The files land in ``rlkit/data/policies/`` with their evaluation returns and training steps inside; the
 README lists them.
 
 ``python -m rlkit.data.behaviour RUN <task> --critic`` exports only ``<task>-expert-critic.pt``: the twin
-critic of the run's best-evaluated checkpoint (stored in float16 to keep the file small), the preference
-oracle of OAP (Yang et al. 2023, Sec. 4.1: the expert's ``Q*``).
+critic of the run's expert checkpoint (stored in float16 to keep the file small), the preference oracle of OAP
+(Yang et al. 2023, Sec. 4.1: the expert's ``Q*``, trained together with it).
 """
 
 from __future__ import annotations
@@ -58,7 +59,20 @@ def replay_to_d4rl(payload: dict[str, Any], path: Path, provenance: dict[str, An
     return int(storage["size"])
 
 
-def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fraction: float = 1 / 3) -> dict:
+def pick_expert(available: list[tuple[int, float, float]], step: int | None, run_dir: Path) -> tuple[int, float, float]:
+    """The expert checkpoint: the best-evaluated one, or the evaluated checkpoint at ``step`` (chosen after
+    re-measuring candidates with more episodes than the run's periodic evaluations)."""
+    if step is None:
+        return max(available, key=lambda x: x[1])
+    chosen = [x for x in available if x[0] == step]
+    if not chosen:
+        raise DatasetError(f"{run_dir} has no evaluated checkpoint at step {step}; evaluated checkpoints: "
+                           f"{', '.join(str(x[0]) for x in available)}")
+    return chosen[0]
+
+
+def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fraction: float = 1 / 3,
+           expert_step: int | None = None) -> dict:
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
@@ -70,7 +84,7 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
     medium = next(((s, m, sd) for s, m, sd in available if m >= threshold), None)
     if medium is None:
         raise DatasetError(f"no checkpoint of {run_dir} reached the medium threshold {threshold:.0f}")
-    expert = max(available, key=lambda x: x[1])
+    expert = pick_expert(available, expert_step, run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"run_seed": int(cfg.seed), "medium_threshold": threshold}
     for level, (step, mean, std) in (("medium", medium), ("expert", expert)):
@@ -88,9 +102,9 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
     return summary
 
 
-def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR) -> dict:
+def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, expert_step: int | None = None) -> dict:
     """Write ``<task>-expert-critic.pt`` (``{"algo_config", "critic", **info}``, critic in float16) from the
-    best-evaluated checkpoint of an rlkit SAC run; returns the info."""
+    expert checkpoint of an rlkit SAC run (:func:`pick_expert`); returns the info."""
     import io
 
     import torch
@@ -105,7 +119,7 @@ def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR) ->
     if not available:
         raise DatasetError(f"{run_dir} has no evaluated checkpoint; train with checkpoint.interval equal to "
                            "eval.interval and checkpoint.keep=0")
-    step, mean, std = max(available, key=lambda x: x[1])
+    step, mean, std = pick_expert(available, expert_step, run_dir)
     payload = load_checkpoint(checkpoint_path(ckpt_dir, step))
     critic = {k: v.to(torch.float16) for k, v in payload["algo"]["critic"].items()}
     info = {"task": task, "level": "expert-critic", "train_steps": step, "eval_return_mean": mean,
@@ -126,12 +140,14 @@ def main() -> None:
     parser.add_argument("--critic", action="store_true", help="export only <task>-expert-critic.pt (OAP's oracle)")
     parser.add_argument("--out-dir", type=Path, default=POLICY_DIR,
                         help="where the files go (default: the shipped policies' folder, replacing its files)")
+    parser.add_argument("--expert-step", type=int, default=None,
+                        help="the checkpoint to export as expert (default: the best-evaluated one)")
     ns = parser.parse_args()
     if ns.critic:
-        print(json.dumps(export_critic(ns.run_dir, ns.task, ns.out_dir), indent=2, default=float))
+        print(json.dumps(export_critic(ns.run_dir, ns.task, ns.out_dir, ns.expert_step), indent=2, default=float))
         return
-    print(json.dumps(export(ns.run_dir, ns.task, ns.out_dir, medium_fraction=ns.medium_fraction), indent=2,
-                     default=float))
+    print(json.dumps(export(ns.run_dir, ns.task, ns.out_dir, medium_fraction=ns.medium_fraction,
+                            expert_step=ns.expert_step), indent=2, default=float))
 
 
 if __name__ == "__main__":
