@@ -10,7 +10,6 @@ is refused with the names of the keys that differ.
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 from rlkit.errors import CheckpointError
-from rlkit.utils import atomic_write_bytes
+from rlkit.utils import atomic_torch_save
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"step_(\d+)\.pt$")
@@ -41,9 +40,7 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 def save_checkpoint(path: str | Path, payload: dict[str, Any], keep: int | None = None) -> Path:
     """Serialise ``payload`` atomically; with ``keep``, delete all but the newest ``keep`` siblings."""
     path = Path(path)
-    buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save(path, {"format_version": FORMAT_VERSION, **payload})
     if keep:
         for old in list_checkpoints(path.parent)[:-keep]:
             old.unlink(missing_ok=True)

@@ -59,6 +59,12 @@ def replay_to_d4rl(payload: dict[str, Any], path: Path, provenance: dict[str, An
     return int(storage["size"])
 
 
+def evaluated_checkpoints(run_dir: Path) -> list[tuple[int, float, float]]:
+    """``(step, return_mean, return_std)`` of every periodic evaluation whose checkpoint was kept."""
+    ckpt_dir = run_dir / "checkpoints"
+    return [(s, m, sd) for s, m, sd in eval_curve(run_dir) if checkpoint_path(ckpt_dir, s).exists()]
+
+
 def pick_expert(available: list[tuple[int, float, float]], step: int | None, run_dir: Path) -> tuple[int, float, float]:
     """The expert checkpoint: the best-evaluated one, or the evaluated checkpoint at ``step`` (chosen after
     re-measuring candidates with more episodes than the run's periodic evaluations)."""
@@ -78,9 +84,8 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     low, high = reference("d4rl", task)
     threshold = low + medium_fraction * (high - low)
-    curve = eval_curve(run_dir)
     ckpt_dir = run_dir / "checkpoints"
-    available = [(s, m, sd) for s, m, sd in curve if checkpoint_path(ckpt_dir, s).exists()]
+    available = evaluated_checkpoints(run_dir)
     medium = next(((s, m, sd) for s, m, sd in available if m >= threshold), None)
     if medium is None:
         raise DatasetError(f"no checkpoint of {run_dir} reached the medium threshold {threshold:.0f}")
@@ -105,17 +110,15 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
 def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, expert_step: int | None = None) -> dict:
     """Write ``<task>-expert-critic.pt`` (``{"algo_config", "critic", **info}``, critic in float16) from the
     expert checkpoint of an rlkit SAC run (:func:`pick_expert`); returns the info."""
-    import io
-
     import torch
 
-    from rlkit.utils import atomic_write_bytes
+    from rlkit.utils import atomic_torch_save
 
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
     low, high = reference("d4rl", task)
     ckpt_dir = run_dir / "checkpoints"
-    available = [(s, m, sd) for s, m, sd in eval_curve(run_dir) if checkpoint_path(ckpt_dir, s).exists()]
+    available = evaluated_checkpoints(run_dir)
     if not available:
         raise DatasetError(f"{run_dir} has no evaluated checkpoint; train with checkpoint.interval equal to "
                            "eval.interval and checkpoint.keep=0")
@@ -125,10 +128,8 @@ def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, ex
     info = {"task": task, "level": "expert-critic", "train_steps": step, "eval_return_mean": mean,
             "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
             "normalized_score": float(100 * (mean - low) / (high - low))}
-    buffer = io.BytesIO()
-    torch.save({"algo_config": OmegaConf.to_container(cfg.algo, resolve=True), "critic": critic, **info}, buffer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / f"{task}-expert-critic.pt", buffer.getvalue())
+    atomic_torch_save(out_dir / f"{task}-expert-critic.pt",
+                      {"algo_config": OmegaConf.to_container(cfg.algo, resolve=True), "critic": critic, **info})
     return info
 
 

@@ -136,11 +136,11 @@ def check(path_or_id: str, env: str | None = None, rows: int = DEFAULT_ROWS, see
         raise DatasetError(f"--rows must be at least 1, got {rows}")
     path, dataset_id = _resolve(path_or_id)
     raw = read_raw(path, _KEYS, dataset_id)
-    needed = ("observations", "actions", "rewards", "terminals") + (() if from_observation else ("infos/qpos",
-                                                                                              "infos/qvel"))
+    rows_columns = ("observations", "actions", "rewards", "terminals")
+    needed = rows_columns + (() if from_observation else ("infos/qpos", "infos/qvel"))
     missing = [k for k in needed if k not in raw]
     if missing:
-        hint = ("" if from_observation or missing[0] in ("observations", "actions", "rewards", "terminals") else
+        hint = ("" if from_observation or missing[0] in rows_columns else
                 "; for hopper, walker2d and halfcheetah --from-observation rebuilds them from the observations")
         raise DatasetError(f"{path.name} has no '{missing[0]}': `rlkit data check` replays rows from the stored "
                            f"simulator states infos/qpos and infos/qvel (D4RL's MuJoCo files, rlkit's collection)"

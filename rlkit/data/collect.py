@@ -92,13 +92,9 @@ def load_policy(source: str | Path, env) -> BehaviourPolicy:
 def export_policy(actor_state: dict[str, Any], algo_config: dict[str, Any], path: Path, **info: Any) -> Path:
     """Save an actor's ``state_dict`` in the shipped-policy format ``{"algo_config", "actor", **info}``
     (atomic); :func:`load_policy` rebuilds the algorithm from ``algo_config`` and loads the actor."""
-    import io
+    from rlkit.utils import atomic_torch_save
 
-    from rlkit.utils import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    torch.save({"algo_config": algo_config, "actor": actor_state, **info}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save(path, {"algo_config": algo_config, "actor": actor_state, **info})
     return path
 
 
@@ -243,11 +239,11 @@ def recipe_key(task: str, level: str) -> str:
     reused (it stays on disk, unread)."""
     import hashlib
 
-    from rlkit import envs as env_registry
+    from rlkit.envs.mujoco import LOCOMOTION_TASKS
 
     sources = {"medium-replay": [f"{task}-medium-replay.hdf5"], "medium-expert": [f"{task}-medium.pt",
                f"{task}-expert.pt"], "random": []}.get(level, [f"{task}-{level}.pt"])
-    digest = hashlib.sha256(env_registry.make(task).spec.id.encode())
+    digest = hashlib.sha256(LOCOMOTION_TASKS[task].encode())
     for name in sources:
         path = POLICY_DIR / name
         digest.update(path.read_bytes() if path.exists() else name.encode())

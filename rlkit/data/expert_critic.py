@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from rlkit.data.dataset import Dataset
 from rlkit.nets import polyak_update
 from rlkit.nets.mlp import EnsembleLinear
 from rlkit.optim import adam
-from rlkit.utils import atomic_write_bytes, derive_seed
+from rlkit.utils import atomic_torch_save, derive_seed
 
 MIXTURES = ((1.0, 0.1), (0.7, 0.3), (0.3, 0.3), (0.0, 0.0))
 
@@ -210,10 +209,8 @@ def export(task: str, data_steps: int = 200_000, fqe_steps: int = 100_000, seed:
             "normalized_score": float(shipped["normalized_score"]),
             "fqe_steps": int(fqe_steps), "fqe_data": int(data.size), "fqe_td_loss": fitted["td_loss"],
             "check": check, "wall_s": round(time.time() - start, 1)}
-    buffer = io.BytesIO()
-    torch.save({"algo_config": shipped["algo_config"], "critic": critic, **info}, buffer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / f"{task}-expert-critic.pt", buffer.getvalue())
+    atomic_torch_save(out_dir / f"{task}-expert-critic.pt", {"algo_config": shipped["algo_config"], "critic": critic,
+                                                             **info})
     return info
 
 
@@ -225,9 +222,7 @@ def check_shipped(task: str, out_dir: Path = POLICY_DIR, seed: int = 0) -> dict[
     payload = torch.load(path, map_location="cpu", weights_only=False)
     expert, medium, _ = _policies(task)
     payload["check"] = agreement(task, expert, medium, payload["critic"], seed=seed)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save(path, payload)
     return payload["check"]
 
 

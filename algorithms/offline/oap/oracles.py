@@ -52,8 +52,6 @@ ORACLES = ("expert", "expert_action", "env_return", "file")
 #: MuJoCo locomotion tasks whose whole state is ``(qpos, qvel)``, as D4RL's ``infos/`` store it (AntMaze is not:
 #: its goal is not part of the simulator state)
 RESTORABLE_INFOS = ("hopper", "walker2d", "halfcheetah", "ant")
-#: of those, the tasks whose observation is ``qpos[1:] ++ qvel`` (restorable from the observation up to x)
-RESTORABLE = tuple(OBSERVATION_STATES)
 
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -294,9 +292,9 @@ class EnvReturnOracle(PreferenceOracle):
         if task not in RESTORABLE_INFOS:
             raise ConfigError(f"algo.oracle=env_return cannot restore env '{env_id}' to a dataset state (only "
                               f"{', '.join(RESTORABLE_INFOS)}); use algo.oracle=expert or algo.oracle=file")
-        if restore == "observation" and task not in RESTORABLE:
+        if restore == "observation" and task not in OBSERVATION_STATES:
             raise ConfigError(f"algo.oracle_restore=observation cannot rebuild env '{env_id}' from its observation "
-                              f"(only {', '.join(sorted(RESTORABLE))}); use algo.oracle_restore=infos with a "
+                              f"(only {', '.join(sorted(OBSERVATION_STATES))}); use algo.oracle_restore=infos with a "
                               "dataset carrying infos/qpos and infos/qvel")
         if horizon < 1:
             raise ConfigError(f"algo.oracle_horizon must be at least 1, got {horizon}")
