@@ -105,8 +105,10 @@ def test_resume_continues_the_same_run_id(compose_cfg, tmp_path, monkeypatch):
     trainer.run(compose_cfg(*TINY, "train.steps=30", f"run_dir={tmp_path}"))
     trainer.run(compose_cfg(*TINY, "train.steps=40", f"run_dir={tmp_path}", "resume=true"))
     run_id = (tmp_path / "wandb_run_id").read_text().strip()
-    dirs = sorted(p.name for p in tmp_path.glob("wandb/offline-run-*"))
-    assert len(dirs) == 2 and all(name.endswith(f"-{run_id}") for name in dirs)
+    # wandb names each offline run's folder offline-run-<time>-<id> (with -1, -2... when two start in the same
+    # second); the run's own record inside, run-<id>.wandb, is what names the run it appends to.
+    records = sorted(p.name for p in tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert records == [f"run-{run_id}.wandb"] * 2
 
 
 def test_missing_package_names_the_extra(tmp_path, monkeypatch):
