@@ -4,8 +4,9 @@ make its base worse.
 Data: 30k steps collected with rlkit's shipped hopper "medium" behaviour policy (not D4RL's hopper-medium-v2: no
 D4RL file here). TD3+BC vs TD3+BC+OAP with rlkit's defaults (relaxed BC on confidently policy-preferred rows, 5
 rounds over the second half, gated RankNet) at equal gradient steps (5k), 3 seeds; oracle: the shipped hopper
-expert critic (FQE of the SAC expert), whose agreement check refuses it (one-action preferences on hopper are
-decided by contact chaos: see the README), so the run accepts it with ``algo.min_oracle_agreement=0``; 3k queries
+expert critic (trained together with the SAC expert), whose agreement check refuses it (one-action preferences on
+hopper are decided by contact chaos: see the README), so the run accepts it with ``algo.min_oracle_agreement=0``; 3k
+queries
 (10% of the rows, as 1e5 of D4RL's 1e6), 50 RankNet epochs per round (the paper: 100; CPU budget). Score: mean
 D4RL-normalised return over the last 3 evaluations (the paper: last 10).  It asserts that both learn, that OAP
 spent exactly its budget, and that the paired difference's mean is above -2 points (no harm).

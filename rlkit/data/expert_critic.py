@@ -1,9 +1,10 @@
 """Expert critics for OAP's preference oracle, by fitted Q evaluation of a shipped rlkit SAC expert.
 
 OAP (Yang et al. 2023, Sec. 4.1) answers a preference query with an expert's action value: of the dataset action
-and the policy's action, the one with the larger ``Q*(s, a)``.  The shipped experts (``<task>-expert.pt``) are
-actors of rlkit SAC runs whose critics were not kept, so the oracle's critic is fitted to the expert *policy* by
-fitted Q evaluation (FQE; Le, Voloshin & Yue 2019, "Batch Policy Learning under Constraints", Sec. 4):
+and the policy's action, the one with the larger ``Q*(s, a)``.  The shipped oracles are the critics trained together
+with the shipped SAC experts (``python -m rlkit.data.behaviour RUN TASK --critic``).  For an expert whose run kept
+no critic, or to compare with the co-trained one, this module fits a critic to the expert *policy* by fitted Q
+evaluation (FQE; Le, Voloshin & Yue 2019, "Batch Policy Learning under Constraints", Sec. 4):
 
     Q_k(s, a)  <-  r + γ (1 - d) Q̄_k(s', μ_e(s')),     k = 1, 2,
 
@@ -23,9 +24,10 @@ restores the simulator to the state (MuJoCo ``qpos``/``qvel``), takes the action
 ``horizon`` steps (discounted return).  Reported per pair kind: agreement on all pairs and on the half with the
 larger true gap.
 
-``python -m rlkit.data.expert_critic hopper`` writes ``rlkit/data/policies/hopper-expert-critic.pt``;
-``--check-only`` runs the check on the critic already there (e.g. one exported with its SAC run by
-``python -m rlkit.data.behaviour RUN <task> --critic``, the paper's oracle) and stores it in the file.
+``python -m rlkit.data.expert_critic hopper --out-dir DIR`` writes ``DIR/hopper-expert-critic.pt`` (without
+``--out-dir`` it replaces the shipped critic); ``--check-only`` runs the check on the critic already there (e.g. the
+shipped one, exported with its SAC run by ``python -m rlkit.data.behaviour RUN <task> --critic``, the paper's
+oracle) and stores it in the file.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ the expert's own action beats the dataset's in only about half of the states).
 
 * ``expert``: ``argmax_{a ∈ {a_i, π(s_i)}} Q*(s_i, a)`` with ``Q* = min_k Q_k`` of an rlkit SAC run's
   critic (the paper's oracle, Sec. 4.1: an online SAC expert's Q), or of the critic shipped for the task: for
-  walker2d and halfcheetah the critic trained together with the shipped SAC expert, for hopper the shipped
-  expert's ``Q^{μ_e}`` fitted by FQE (:mod:`rlkit.data.expert_critic`; its SAC run kept no critic);
+  hopper, walker2d and halfcheetah the critic trained together with the shipped SAC expert (an expert's
+  ``Q^{μ_e}`` fitted by FQE, :mod:`rlkit.data.expert_critic`, is the alternative for a run that kept no critic);
 * ``env_return``: restore the simulator to the row's state (MuJoCo ``qpos``/``qvel`` from the dataset's
   ``infos/``, or rebuilt from the observation), take the action, follow the current policy for
   ``horizon - 1`` more steps and prefer the higher undiscounted return;
