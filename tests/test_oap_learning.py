@@ -6,9 +6,8 @@ D4RL file here). TD3+BC vs TD3+BC+OAP with rlkit's defaults (relaxed BC on confi
 rounds over the second half, gated RankNet) at equal gradient steps (5k), 3 seeds; oracle: the shipped hopper
 expert critic (trained together with the SAC expert), whose agreement check refuses it (one-action preferences on
 hopper are decided by contact chaos: see the README), so the run accepts it with ``algo.min_oracle_agreement=0``; 3k
-queries
-(10% of the rows, as 1e5 of D4RL's 1e6), 50 RankNet epochs per round (the paper: 100; CPU budget). Score: mean
-D4RL-normalised return over the last 3 evaluations (the paper: last 10).  It asserts that both learn, that OAP
+queries (10% of the rows, as 1e5 of D4RL's 1e6), 50 RankNet epochs per round (the paper: 100; CPU budget). Score:
+mean D4RL-normalised return over the last 3 evaluations (the paper: last 10).  It asserts that both learn, that OAP
 spent exactly its budget, and that the paired difference's mean is above -2 points (no harm).
 ``python bench/oap.py`` runs the 5-seed comparisons of the README (coin-flip oracle, positive control, IQL).
 """
