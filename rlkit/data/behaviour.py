@@ -60,9 +60,22 @@ def replay_to_d4rl(payload: dict[str, Any], path: Path, provenance: dict[str, An
 
 
 def evaluated_checkpoints(run_dir: Path) -> list[tuple[int, float, float]]:
-    """``(step, return_mean, return_std)`` of every periodic evaluation whose checkpoint was kept."""
+    """``(step, return_mean, return_std)`` of every periodic evaluation whose checkpoint was kept (refused when
+    there is none)."""
     ckpt_dir = run_dir / "checkpoints"
-    return [(s, m, sd) for s, m, sd in eval_curve(run_dir) if checkpoint_path(ckpt_dir, s).exists()]
+    available = [(s, m, sd) for s, m, sd in eval_curve(run_dir) if checkpoint_path(ckpt_dir, s).exists()]
+    if not available:
+        raise DatasetError(f"{run_dir} has no evaluated checkpoint; train with checkpoint.interval equal to "
+                           "eval.interval and checkpoint.keep=0")
+    return available
+
+
+def checkpoint_info(task: str, level: str, cfg, step: int, mean: float, std: float) -> dict[str, Any]:
+    """What a shipped file says of the checkpoint it comes from (its evaluation and D4RL-normalized score)."""
+    low, high = reference("d4rl", task)
+    return {"task": task, "level": level, "train_steps": step, "eval_return_mean": mean, "eval_return_std": std,
+            "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
+            "normalized_score": float(100 * (mean - low) / (high - low))}
 
 
 def pick_expert(available: list[tuple[int, float, float]], step: int | None, run_dir: Path) -> tuple[int, float, float]:
@@ -94,9 +107,7 @@ def export(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, medium_fr
     summary = {"run_seed": int(cfg.seed), "medium_threshold": threshold}
     for level, (step, mean, std) in (("medium", medium), ("expert", expert)):
         payload = load_checkpoint(checkpoint_path(ckpt_dir, step))
-        info = {"task": task, "level": level, "train_steps": step, "eval_return_mean": mean,
-                "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
-                "normalized_score": float(100 * (mean - low) / (high - low))}
+        info = checkpoint_info(task, level, cfg, step, mean, std)
         export_policy(payload["algo"]["actor"], algo_cfg, out_dir / f"{task}-{level}.pt", **info)
         summary[level] = info
         if level == "medium":
@@ -116,18 +127,10 @@ def export_critic(run_dir: str | Path, task: str, out_dir: Path = POLICY_DIR, ex
 
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    low, high = reference("d4rl", task)
-    ckpt_dir = run_dir / "checkpoints"
-    available = evaluated_checkpoints(run_dir)
-    if not available:
-        raise DatasetError(f"{run_dir} has no evaluated checkpoint; train with checkpoint.interval equal to "
-                           "eval.interval and checkpoint.keep=0")
-    step, mean, std = pick_expert(available, expert_step, run_dir)
-    payload = load_checkpoint(checkpoint_path(ckpt_dir, step))
+    step, mean, std = pick_expert(evaluated_checkpoints(run_dir), expert_step, run_dir)
+    payload = load_checkpoint(checkpoint_path(run_dir / "checkpoints", step))
     critic = {k: v.to(torch.float16) for k, v in payload["algo"]["critic"].items()}
-    info = {"task": task, "level": "expert-critic", "train_steps": step, "eval_return_mean": mean,
-            "eval_return_std": std, "eval_episodes": int(cfg.eval.episodes), "trainer": "rlkit SAC",
-            "normalized_score": float(100 * (mean - low) / (high - low))}
+    info = checkpoint_info(task, "expert-critic", cfg, step, mean, std)
     atomic_torch_save(out_dir / f"{task}-expert-critic.pt",
                       {"algo_config": OmegaConf.to_container(cfg.algo, resolve=True), "critic": critic, **info})
     return info
